@@ -1,0 +1,1 @@
+"""Who trains: client speeds, bandwidths and (in later issues) rank policies."""

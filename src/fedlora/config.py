@@ -1,0 +1,263 @@
+"""The experiment configuration: pydantic models, validated once at the edge and passed down typed.
+
+Pluggable choices (`aggregator`, `schedule`, `partition`) are selected by a `name` key; their other keys
+are validated against the chosen implementation's own `Options` model, so adding an aggregator, schedule
+or partitioner in one file also adds its config section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedlora.aggregators import AGGREGATORS
+from fedlora.clients.ranks import RANK_POLICIES
+from fedlora.data.partitioners import PARTITIONERS
+from fedlora.errors import ConfigError
+from fedlora.registry import Registry
+from fedlora.schedules import SCHEDULES
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NamedChoice(BaseModel):
+    """`name` picks an implementation from a registry; the remaining keys are that implementation's options."""
+
+    model_config = ConfigDict(extra="allow")
+    _registry: Registry
+    name: str
+
+    @model_validator(mode="after")
+    def _check_options(self) -> NamedChoice:
+        reg = self._registry
+        if self.name not in reg:
+            raise ValueError(f"name: unknown {reg.kind} {self.name!r}; choose one of: {', '.join(reg.names())}")
+        try:
+            reg.get(self.name).Options.model_validate(self.model_extra or {})
+        except ValidationError as exc:
+            raise ValueError("\n".join(_format_errors(exc, prefix=""))) from None
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The validated options with defaults filled in, as keyword arguments."""
+        impl = self._registry.get(self.name)
+        return impl.Options.model_validate(self.model_extra or {}).model_dump()
+
+    def typed_options(self) -> BaseModel:
+        return self._registry.get(self.name).Options.model_validate(self.model_extra or {})
+
+
+class AggregatorConfig(NamedChoice):
+    _registry = AGGREGATORS
+    name: str = "fedit"
+
+
+class ScheduleConfig(NamedChoice):
+    _registry = SCHEDULES
+    name: str = "fedavg"
+
+
+class PartitionConfig(NamedChoice):
+    _registry = PARTITIONERS
+    name: str = "iid"
+
+
+class RanksConfig(NamedChoice):
+    _registry = RANK_POLICIES
+    name: str = "uniform"
+
+
+class TaskConfig(Strict):
+    name: Literal["mrpc", "rte", "qqp"] = "mrpc"
+    data_dir: str | None = Field(None, description="GLUE root or task folder; else env FEDLORA_DATA_DIR, else the hub")
+    max_length: int = Field(128, ge=8, le=4096, description="tokens per pair after truncation")
+    train_limit: int | None = Field(None, ge=2, description="use a seeded random subset of this many training pairs")
+    dev_limit: int | None = Field(None, ge=2, description="use the first N dev pairs (a fixed slice)")
+
+
+class ModelConfig(Strict):
+    name: str = Field("minilm", description="'minilm' (the bundled all-MiniLM-L6-v2), a hub name, or a local directory")
+    random_init: dict[str, Any] | None = Field(
+        None, description="config overrides; weights are then random (tiny test models, no download)"
+    )
+    gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (needs the gguf package)")
+
+
+class LoraSettings(Strict):
+    rank: int = Field(8, ge=1, description="r_max: the server's rank and the default client rank")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the effective update is (alpha/r) B A")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, description="module names to adapt; null = by architecture")
+    train_head: bool = Field(True, description="train and exchange the classifier head")
+
+
+class SpeedConfig(Strict):
+    name: Literal["constant", "uniform", "normal", "pareto", "zipf", "list"] = "constant"
+    value: float = Field(1.0, gt=0, description="constant: the speed of every client")
+    low: float = Field(0.5, gt=0, description="uniform: lower bound")
+    high: float = Field(2.0, gt=0, description="uniform: upper bound")
+    mean: float = Field(1.0, gt=0, description="normal: mean")
+    std: float = Field(0.25, ge=0, description="normal: standard deviation (clipped at min_speed)")
+    shape: float = Field(1.0, gt=0, description="pareto/zipf: tail exponent")
+    min_speed: float = Field(0.05, gt=0, description="lower clip for drawn speeds")
+    values: list[float] | None = Field(None, description="list: one speed per client")
+
+    @model_validator(mode="after")
+    def _check(self) -> SpeedConfig:
+        if self.name == "list" and not self.values:
+            raise ValueError("speeds.values must list one speed per client when speeds.name is 'list'")
+        if self.name == "uniform" and self.low > self.high:
+            raise ValueError(f"speeds.low={self.low} exceeds speeds.high={self.high}")
+        return self
+
+
+class ClientsConfig(Strict):
+    count: int = Field(10, ge=1)
+    ranks: RanksConfig = RanksConfig()
+    speeds: SpeedConfig = SpeedConfig()
+    bandwidth: float = Field(1.0e7, gt=0, description="bytes per virtual second, up and down")
+    latency_s: float = Field(0.0, ge=0, description="fixed virtual seconds per job")
+
+
+class TrainingConfig(Strict):
+    local_steps: int | None = Field(10, ge=1, description="optimizer steps per job")
+    local_epochs: float | None = Field(None, gt=0, description="alternative: passes over the client's data per job")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the classifier head; null = lr")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    step_seconds: float | Literal["calibrate"] = Field(
+        1.0, description="virtual seconds of one local step at speed 1; 'calibrate' measures it once"
+    )
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = torch's default")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainingConfig:
+        if (self.local_steps is None) == (self.local_epochs is None):
+            raise ValueError("set exactly one of training.local_steps and training.local_epochs (the other null)")
+        if isinstance(self.step_seconds, float) and self.step_seconds <= 0:
+            raise ValueError("training.step_seconds must be > 0 or 'calibrate'")
+        return self
+
+
+class StopConfig(Strict):
+    versions: int | None = Field(10, ge=1, description="stop after this many global versions")
+    virtual_seconds: float | None = Field(None, gt=0)
+    target_accuracy: float | None = Field(None, gt=0, le=1, description="stop when the dev metric reaches it")
+    samples: int | None = Field(None, ge=1, description="stop after this many examples trained in total")
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> StopConfig:
+        if all(v is None for v in (self.versions, self.virtual_seconds, self.target_accuracy, self.samples)):
+            raise ValueError("stop: set at least one of versions, virtual_seconds, target_accuracy, samples")
+        return self
+
+
+class EvalConfig(Strict):
+    every_versions: int | None = Field(1, ge=1, description="evaluate the global model every N versions")
+    every_seconds: float | None = Field(None, gt=0, description="also every T virtual seconds")
+    batch_size: int = Field(64, ge=1)
+    metric: Literal["accuracy", "f1"] = Field("accuracy", description="the metric for target and best")
+
+
+class OutputConfig(Strict):
+    dir: str = Field("runs", description="parent directory of run directories")
+    name: str | None = Field(None, description="run directory name; null = derived from the config")
+    checkpoint_every: int = Field(1, ge=1, description="checkpoint every N versions")
+    progress: bool = True
+
+
+class ExperimentConfig(Strict):
+    seed: int = 0
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraSettings = LoraSettings()
+    clients: ClientsConfig = ClientsConfig()
+    partition: PartitionConfig = PartitionConfig()
+    training: TrainingConfig = TrainingConfig()
+    aggregator: AggregatorConfig = AggregatorConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    stop: StopConfig = StopConfig()
+    eval: EvalConfig = EvalConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        if self.clients.speeds.name == "list" and len(self.clients.speeds.values or []) != self.clients.count:
+            raise ValueError(
+                f"clients.speeds.values has {len(self.clients.speeds.values or [])} entries "
+                f"but clients.count is {self.clients.count}"
+            )
+        return self
+
+
+def _format_errors(exc: ValidationError, prefix: str) -> list[str]:
+    """One 'dotted.field: message' line per error; nested named-choice errors keep their own field names."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key (check the spelling; `fedlora config-reference` lists every field)")
+        elif err["type"] == "value_error":
+            for part in str(err["ctx"]["error"]).splitlines():
+                field, sep, rest = part.partition(": ")
+                nested = sep and " " not in field
+                lines.append(f"{loc}.{field}: {rest}" if nested and loc else f"{loc or '<root>'}: {part}")
+        else:
+            lines.append(f"{loc or '<root>'}: {err['msg']}")
+    return lines
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """tree['a']['b']['c'] = value for dotted 'a.b.c', creating sections as needed."""
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=c' -> ('a.b', c) with c parsed as a YAML scalar or list."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set schedule.per_round=5")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_format_errors(exc, prefix=""))) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        raw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: top level must be a mapping of sections")
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return validate_config(raw)
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Tasks, tokenisation and partitioning of data across clients."""

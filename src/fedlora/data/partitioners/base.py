@@ -1,0 +1,70 @@
+"""The partitioner interface: WHO holds which examples.
+
+A partitioner maps the training split to disjoint index arrays, one per client, every example in exactly
+one client. It is seeded and sees only what it needs (labels, token lengths, texts), never a model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedlora.errors import ConfigError
+from fedlora.registry import Registry
+
+
+@dataclass(frozen=True)
+class PartitionInputs:
+    labels: np.ndarray
+    lengths: np.ndarray | None = None  # tokenised length per example
+    text_a: list[str] | None = None
+    text_b: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class PartitionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_size: int = Field(2, ge=1, description="fewest examples any client may hold")
+
+
+class Partitioner(ABC):
+    Options: ClassVar[type[BaseModel]] = PartitionOptions
+
+    def __init__(self, options: BaseModel, seed: int):
+        self.options = options
+        self.seed = seed
+
+    @abstractmethod
+    def split(self, inputs: PartitionInputs, num_clients: int) -> list[np.ndarray]:
+        """Disjoint, sorted index arrays covering range(len(inputs)), one per client."""
+
+
+PARTITIONERS: Registry[type[Partitioner]] = Registry("partitioner", "partition.name")
+
+
+def check_partition(parts: list[np.ndarray], n: int, min_size: int) -> list[np.ndarray]:
+    """Guard every partitioner's contract: disjoint, complete, no client under `min_size`."""
+    allidx = np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+    if len(allidx) != n or len(np.unique(allidx)) != n:
+        raise AssertionError("partition is not a disjoint cover of the training set")
+    small = [i for i, p in enumerate(parts) if len(p) < min_size]
+    if small:
+        raise ConfigError(
+            f"partition: clients {small[:10]} would hold fewer than partition.min_size={min_size} examples; "
+            "use fewer clients, a larger alpha, or a smaller min_size"
+        )
+    return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def require_enough(n: int, num_clients: int, min_size: int) -> None:
+    if n < num_clients * min_size:
+        raise ConfigError(
+            f"clients.count={num_clients} x partition.min_size={min_size} exceeds the {n} training examples; "
+            "lower clients.count or partition.min_size, or raise task.train_limit"
+        )

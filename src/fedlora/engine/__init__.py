@@ -1,0 +1,1 @@
+"""The run loop: virtual clock, cost model, server, transports."""

@@ -1,0 +1,411 @@
+"""The server loop on the virtual clock.
+
+Arrivals are popped from the clock in virtual-time order; the schedule decides what to combine and whom
+to dispatch; the aggregator combines; the global model is evaluated every N versions and/or every T
+virtual seconds; the whole state is checkpointed every N versions so a killed run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedlora.aggregators.base import Aggregator
+from fedlora.engine.clock import VirtualClock
+from fedlora.engine.cost import CostModel
+from fedlora.engine.transport.base import JobFailed, Transport
+from fedlora.engine.validation import validate_update
+from fedlora.errors import UpdateRejected
+from fedlora.jobs import Job
+from fedlora.lora.adapter import Adapter
+from fedlora.schedules.base import Schedule, Step
+
+
+@dataclass(frozen=True)
+class StopRules:
+    versions: int | None = None
+    virtual_seconds: float | None = None
+    target: float | None = None
+    samples: int | None = None
+
+
+@dataclass(frozen=True)
+class ClientWorld:
+    """The simulated clients: rank, alpha, local steps and partition size of each."""
+
+    ranks: list[int]
+    alphas: list[float]
+    steps: list[int]
+    samples: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.ranks)
+
+
+@dataclass
+class Counters:
+    jobs_dispatched: int = 0
+    jobs_arrived: int = 0
+    samples_trained: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    staleness: list[int] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Server:
+    def __init__(
+        self,
+        *,
+        aggregator: Aggregator,
+        schedule: Schedule,
+        transport: Transport,
+        cost: CostModel,
+        world: ClientWorld,
+        initial_adapter: Adapter,
+        evaluate: Callable[[Adapter], dict[str, float]],
+        stop: StopRules,
+        metric: str = "accuracy",
+        eval_every_versions: int | None = 1,
+        eval_every_seconds: float | None = None,
+        checkpoint_every: int | None = None,
+        save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        record: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[Server], None] | None = None,
+        on_version: Callable[[Server], None] | None = None,
+        max_update_norm: float | None = None,
+        merge_into_base: Callable[[Adapter, int], Adapter] | None = None,
+        extra_state: tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]] | None = None,
+    ):
+        self.aggregator = aggregator
+        self.schedule = schedule
+        self.transport = transport
+        self.cost = cost
+        self.world = world
+        self.evaluate_fn = evaluate
+        self.stop_rules = stop
+        self.metric = metric
+        self.eval_every_versions = eval_every_versions
+        self.eval_every_seconds = eval_every_seconds
+        self.checkpoint_every = checkpoint_every
+        self.save_checkpoint = save_checkpoint
+        self.record_fn = record
+        self.on_progress = on_progress
+        self.on_version = on_version
+        self.max_update_norm = max_update_norm
+        # aggregators that merge every version (FLoRA): the callback folds the combination into the base
+        # weights and returns the fresh adapter clients start from next
+        self.merge_into_base = merge_into_base
+        self.extra_state = extra_state
+
+        self.clock = VirtualClock()
+        self.global_adapter = initial_adapter
+        self.reference = initial_adapter
+        self._version = 0
+        self.next_job_id = 0
+        self.client_jobs = [0] * world.count
+        self.in_flight: dict[int, Job] = {}
+        self.counters = Counters()
+        self.history: list[dict[str, Any]] = []
+        self.time_to_target: dict[str, Any] | None = None
+        self.stopped_by: str | None = None
+        self.real_elapsed = 0.0
+        self._real_start = time.perf_counter()
+        self.events_written = 0
+        self.started = False
+
+    # ----- ServerView -------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    @property
+    def num_clients(self) -> int:
+        return self.world.count
+
+    def idle_clients(self) -> list[int]:
+        busy = {j.client for j in self.in_flight.values()}
+        return [c for c in range(self.world.count) if c not in busy]
+
+    def client_samples(self, client: int) -> int:
+        return self.world.samples[client]
+
+    # ----- records ----------------------------------------------------------------------------------
+    def real_seconds(self) -> float:
+        return self.real_elapsed + (time.perf_counter() - self._real_start)
+
+    def record(self, event: str, **fields: Any) -> None:
+        self.events_written += 1
+        if self.record_fn is not None:
+            self.record_fn(
+                {
+                    "event": event,
+                    "version": self._version,
+                    "virtual_s": round(self.clock.now, 6),
+                    "real_s": round(self.real_seconds(), 3),
+                    **fields,
+                }
+            )
+
+    # ----- dispatch and arrival -------------------------------------------------------------------------
+    def dispatch(self, client: int, tag: int) -> Job:
+        if any(j.client == client for j in self.in_flight.values()):
+            raise RuntimeError(f"schedule dispatched client {client}, which already has a job in flight")
+        rank, alpha = self.world.ranks[client], self.world.alphas[client]
+        start = self.aggregator.distribute(self.global_adapter, rank=rank, alpha=alpha)
+        steps = self.world.steps[client]
+        bytes_down = start.nbytes
+        bytes_up = start.nbytes  # the client answers at its own rank: same size as what it received
+        duration = self.cost.duration(client, steps, bytes_down, bytes_up)
+        job = Job(
+            job_id=self.next_job_id,
+            client=client,
+            client_job=self.client_jobs[client],
+            rank=rank,
+            alpha=alpha,
+            start_version=self._version,
+            start_adapter=start,
+            steps=steps,
+            dispatch_time=self.clock.now,
+            arrival_time=self.clock.now + duration,
+            bytes_down=bytes_down,
+            bytes_up=bytes_up,
+            tag=tag,
+        )
+        self.next_job_id += 1
+        self.client_jobs[client] += 1
+        self.in_flight[job.job_id] = job
+        self.counters.jobs_dispatched += 1
+        self.counters.bytes_down += bytes_down
+        self.clock.push(job.arrival_time, "arrival", job)
+        self.transport.submit(job)
+        self.record(
+            "dispatch",
+            client=client,
+            job=job.job_id,
+            rank=rank,
+            steps=steps,
+            bytes=bytes_down,
+            arrival_virtual_s=round(job.arrival_time, 6),
+            tag=tag,
+        )
+        return job
+
+    def _apply(self, step: Step) -> None:
+        if step.combine:
+            self.global_adapter = self.aggregator.combine(step.combine)
+            self._version += 1
+            if self.merge_into_base is not None:
+                self.global_adapter = self.merge_into_base(self.global_adapter, self._version)
+            self.record("aggregation", terms=len(step.combine), **self.aggregator.last_diagnostics, **step.info)
+            self._after_version()
+        for client in step.dispatch:
+            self.dispatch(client, step.tag)
+        if step.wake_at is not None:
+            self.clock.push(max(step.wake_at, self.clock.now), "timer", step.timer_tag)
+
+    def _after_version(self) -> None:
+        if self.eval_every_versions and self._version % self.eval_every_versions == 0:
+            self.evaluate()
+        if self.on_version is not None:
+            self.on_version(self)
+        if self.stop_rules.versions is not None and self._version >= self.stop_rules.versions:
+            self.stopped_by = self.stopped_by or "versions"
+
+    def _on_arrival(self, job: Job) -> None:
+        self.in_flight.pop(job.job_id, None)
+        try:
+            result = self.transport.collect(job)
+        except JobFailed as exc:
+            self.counters.failed[exc.reason] = self.counters.failed.get(exc.reason, 0) + 1
+            self.record("failure", client=job.client, job=job.job_id, reason=exc.reason)
+            self._apply(self.schedule.on_failure(job.client, self))
+            return
+        staleness = self._version - job.start_version
+        self.counters.jobs_arrived += 1
+        self.counters.samples_trained += result.samples_trained
+        self.counters.bytes_up += job.bytes_up
+        self.counters.staleness.append(staleness)
+        try:
+            validate_update(job, result.adapter, self.reference, self.max_update_norm)
+        except UpdateRejected as exc:
+            self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
+            self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
+            self._apply(self.schedule.on_failure(job.client, self))
+            return
+        self.record(
+            "arrival",
+            client=job.client,
+            job=job.job_id,
+            staleness=staleness,
+            bytes=job.bytes_up,
+            samples=result.samples_trained,
+            **{k: round(v, 6) for k, v in result.metrics.items()},
+        )
+        step = self.schedule.on_arrival(result, self)
+        if step.drop:
+            self.counters.dropped[step.drop] = self.counters.dropped.get(step.drop, 0) + 1
+            self.record("drop", client=job.client, job=job.job_id, reason=step.drop, staleness=staleness)
+        self._apply(step)
+        if self.stop_rules.samples is not None and self.counters.samples_trained >= self.stop_rules.samples:
+            self.stopped_by = self.stopped_by or "samples"
+
+    # ----- evaluation ------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        if self.history and self.history[-1]["version"] == self._version:
+            return self.history[-1]["metrics"]  # this version was already evaluated (e.g. by a time tick)
+        metrics = self.evaluate_fn(self.global_adapter)
+        point = {
+            "version": self._version,
+            "virtual_s": round(self.clock.now, 6),
+            "samples": self.counters.samples_trained,
+            "bytes": self.counters.bytes_up + self.counters.bytes_down,
+            "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        }
+        self.history.append(point)
+        self.record("evaluation", **point["metrics"])
+        target = self.stop_rules.target
+        if target is not None and self.time_to_target is None and metrics.get(self.metric, 0.0) >= target:
+            self.time_to_target = {k: point[k] for k in ("version", "virtual_s", "samples", "bytes")}
+            self.stopped_by = self.stopped_by or "target"
+        if self.on_progress is not None:
+            self.on_progress(self)
+        return metrics
+
+    # ----- the loop --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        self.record("start", clients=self.world.count)
+        self.evaluate()
+        if self.eval_every_seconds:
+            self.clock.push(self.eval_every_seconds, "eval")
+        self._apply(self.schedule.start(self))
+
+    def run(self) -> None:
+        if not self.started:
+            self.start()
+        while self.stopped_by is None:
+            nxt = self.clock.peek()
+            if nxt is None:
+                self.stopped_by = "idle"  # nothing in flight and the schedule dispatched nothing
+                break
+            if self.stop_rules.virtual_seconds is not None and nxt.time > self.stop_rules.virtual_seconds:
+                self.clock.now = float(self.stop_rules.virtual_seconds)
+                self.stopped_by = "virtual_seconds"
+                break
+            ev = self.clock.pop()
+            if ev.kind == "arrival":
+                self._on_arrival(ev.payload)
+            elif ev.kind == "timer":
+                self._apply(self.schedule.on_timer(ev.payload, self))
+            elif ev.kind == "eval":
+                self.evaluate()
+                self.clock.push(self.clock.now + self.eval_every_seconds, "eval")
+            if self.checkpoint_due():
+                self.checkpoint()
+        self.evaluate()  # the final version is always evaluated
+        self.record("stop", reason=self.stopped_by)
+
+    # ----- checkpoints ----------------------------------------------------------------------------------
+    _last_checkpoint_version = -1
+
+    def checkpoint_due(self) -> bool:
+        return (
+            self.save_checkpoint is not None
+            and bool(self.checkpoint_every)
+            and self.stopped_by is None
+            and self._version != self._last_checkpoint_version
+            and self._version % self.checkpoint_every == 0
+        )
+
+    def checkpoint(self) -> None:
+        self._last_checkpoint_version = self._version
+        self.record("checkpoint")
+        assert self.save_checkpoint is not None
+        self.save_checkpoint(self.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": self._version,
+            "global_adapter": self.global_adapter,
+            "clock": self.clock.state_dict(),
+            "next_job_id": self.next_job_id,
+            "client_jobs": list(self.client_jobs),
+            "in_flight": {str(k): v for k, v in self.in_flight.items()},
+            "counters": self.counters.state_dict(),
+            "history": self.history,
+            "time_to_target": self.time_to_target,
+            "schedule": self.schedule.state_dict(),
+            "aggregator": getattr(self.aggregator, "state_dict", dict)(),
+            "real_elapsed": self.real_seconds(),
+            "events_written": self.events_written,
+            "extra": self.extra_state[0]() if self.extra_state else {},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._version = state["version"]
+        self._last_checkpoint_version = self._version
+        self.global_adapter = state["global_adapter"]
+        self.clock.load_state_dict(state["clock"])
+        self.next_job_id = state["next_job_id"]
+        self.client_jobs = list(state["client_jobs"])
+        self.in_flight = {int(k): v for k, v in state["in_flight"].items()}
+        self.counters = Counters(**state["counters"])
+        self.history = list(state["history"])
+        self.time_to_target = state["time_to_target"]
+        self.schedule.load_state_dict(state["schedule"])
+        if hasattr(self.aggregator, "load_state_dict"):
+            self.aggregator.load_state_dict(state["aggregator"])
+        self.real_elapsed = state["real_elapsed"]
+        self._real_start = time.perf_counter()
+        self.events_written = state["events_written"]
+        if self.extra_state:
+            self.extra_state[1](state["extra"])
+        self.started = True
+        for job in self.in_flight.values():
+            self.transport.submit(job)
+
+    # ----- results ---------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        evals = self.history
+        best = (
+            max(evals, key=lambda p: (p["metrics"].get(self.metric, float("-inf")), -p["version"])) if evals else None
+        )
+        st = self.counters.staleness
+        return {
+            "final": evals[-1] if evals else None,
+            "best": best,
+            "metric": self.metric,
+            "time_to_target": self.time_to_target,
+            "stopped_by": self.stopped_by,
+            "totals": {
+                "versions": self._version,
+                "virtual_seconds": round(self.clock.now, 6),
+                "jobs_dispatched": self.counters.jobs_dispatched,
+                "jobs_arrived": self.counters.jobs_arrived,
+                "samples_trained": self.counters.samples_trained,
+                "bytes_up": self.counters.bytes_up,
+                "bytes_down": self.counters.bytes_down,
+                "dropped": dict(sorted(self.counters.dropped.items())),
+                "rejected": dict(sorted(self.counters.rejected.items())),
+                "failed": dict(sorted(self.counters.failed.items())),
+                "staleness_mean": float(np.mean(st)) if st else 0.0,
+                "staleness_max": int(max(st)) if st else 0,
+            },
+            "history": evals,
+            "timing": {"real_seconds": round(self.real_seconds(), 3)},
+        }

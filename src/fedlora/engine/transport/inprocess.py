@@ -1,0 +1,59 @@
+"""In-process transport: every simulated client trains on the one shared frozen base model.
+
+Training happens lazily, when the server collects the job: the result depends only on the job, so
+computing it late (or again, after a resume) gives identical numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fedlora.data.tokenized import TokenizedPairs
+from fedlora.engine.transport.base import Transport
+from fedlora.jobs import Job, JobResult
+from fedlora.training.host import ModelHost
+from fedlora.training.local import LocalTrainingSpec, train_local
+
+
+class InProcessTransport(Transport):
+    def __init__(
+        self,
+        host: ModelHost,
+        train: TokenizedPairs,
+        partitions: Sequence[np.ndarray],
+        spec: LocalTrainingSpec,
+        freeze_A: bool = False,
+    ):
+        self.host = host
+        self.train = train
+        self.partitions = partitions
+        self.spec = spec
+        self.freeze_A = freeze_A
+        self._pending: dict[int, Job] = {}
+
+    def submit(self, job: Job) -> None:
+        self._pending[job.job_id] = job
+
+    def collect(self, job: Job) -> JobResult:
+        self._pending.pop(job.job_id, None)
+        indices = self.partitions[job.client]
+        adapter, metrics = train_local(
+            self.host,
+            job.start_adapter,
+            self.train,
+            indices,
+            job.steps,
+            self.spec,
+            client=job.client,
+            client_job=job.client_job,
+            freeze_A=self.freeze_A,
+        )
+        return JobResult(
+            job=job,
+            adapter=adapter,
+            num_samples=len(indices),
+            samples_trained=job.steps * self.spec.batch_size,
+            metrics=metrics,
+        )

@@ -1,0 +1,1 @@
+"""What crosses a disk: run directories, events, checkpoints (tensors as safetensors, metadata as JSON)."""

@@ -1,0 +1,1 @@
+"""Loading base models and tokenizers by alias, hub name or local directory."""

@@ -60,5 +60,8 @@ def summary(run_dir: Path = typer.Argument(...)) -> None:
     typer.echo(json.dumps(json.loads((run_dir / "summary.json").read_text()), indent=2))
 
 
+# Commands implemented in their own modules register here, one line each.
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,26 @@
+import torch
+
+from fedlora.io.state import load_adapter, load_state, save_adapter, save_state
+from fedlora.jobs import Job, JobResult
+from tests.lora.test_adapter import random_adapter
+
+
+def test_nested_state_with_adapters_and_jobs_round_trips(tmp_path):
+    ad = random_adapter({"q": 2}, {"q": (4, 3)}, alpha=4.0)
+    job = Job(job_id=3, client=1, client_job=0, rank=2, alpha=4.0, start_version=5, start_adapter=ad, steps=2,
+              dispatch_time=1.5, arrival_time=9.25, bytes_down=10, bytes_up=10, tag=2)
+    state = {"version": 5, "jobs": {3: job}, "buffer": [JobResult(job, ad, 40, 32, {"train_loss": 0.5})],
+             "pair": (1, "x"), "t": torch.arange(4.0), "none": None}
+    save_state(tmp_path / "ck", state)
+    save_state(tmp_path / "ck", state)  # overwriting an existing checkpoint is atomic
+    back = load_state(tmp_path / "ck")
+    assert back["version"] == 5 and back["pair"] == (1, "x") and back["none"] is None
+    assert back["jobs"][3].arrival_time == 9.25 and back["jobs"][3].start_adapter.allclose(ad)
+    assert back["buffer"][0].metrics == {"train_loss": 0.5} and back["buffer"][0].adapter.allclose(ad)
+    assert torch.equal(back["t"], torch.arange(4.0))
+
+
+def test_adapter_file_round_trip(tmp_path):
+    ad = random_adapter({"q": 3, "v": 1}, {"q": (4, 3), "v": (2, 5)}, alpha=2.0)
+    save_adapter(tmp_path / "a.safetensors", ad, {"version": 7})
+    assert load_adapter(tmp_path / "a.safetensors").allclose(ad)

@@ -30,6 +30,7 @@ class ModelHost:
         self.max_rank = max_rank
         self.model: PeftModel = get_peft_model(model, self._lora_config(max_rank), adapter_name=slot_name(max_rank))
         self._slots = {max_rank}
+        self.model.eval()  # dropout only while a client trains (train_local switches modes)
         self.layer_shapes = self._layer_shapes()
         if not self.layer_shapes:
             raise ConfigError(f"lora.target_modules={self.target_modules} matched no linear layer of the model")

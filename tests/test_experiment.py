@@ -40,7 +40,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tiny_config, 
     assert deterministic_view(resumed) == deterministic_view(full)
     # the event log is cut back to the checkpoint and continued, not duplicated
     strip = lambda evs: [{k: v for k, v in e.items() if k != "real_s"} for e in evs]  # noqa: E731
-    assert strip(read_events(tmp_path / "killed" / "events.jsonl")) == strip(read_events(tmp_path / "full" / "events.jsonl"))
+    assert strip(read_events(tmp_path / "killed" / "events.jsonl")) == strip(
+        read_events(tmp_path / "full" / "events.jsonl")
+    )
 
 
 def test_run_directory_holds_config_events_summary_checkpoint_and_peft_adapter(tiny_config, tmp_path):
@@ -50,8 +52,15 @@ def test_run_directory_holds_config_events_summary_checkpoint_and_peft_adapter(t
 
     summary = run_experiment(tiny_config(), out=tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("config.yaml", "events.jsonl", "summary.json", "run.json", "global_adapter.safetensors",
-                 "checkpoints/checkpoint/state.json", "adapter/adapter_config.json"):
+    for name in (
+        "config.yaml",
+        "events.jsonl",
+        "summary.json",
+        "run.json",
+        "global_adapter.safetensors",
+        "checkpoints/checkpoint/state.json",
+        "adapter/adapter_config.json",
+    ):
         assert (run / name).exists(), name
     kinds = {e["event"] for e in read_events(run / "events.jsonl")}
     assert {"dispatch", "arrival", "aggregation", "evaluation", "checkpoint"} <= kinds
@@ -61,8 +70,11 @@ def test_run_directory_holds_config_events_summary_checkpoint_and_peft_adapter(t
     assert all(e["bytes"] > 0 for e in dispatches)
     assert summary["totals"]["bytes_down"] == sum(e["bytes"] for e in dispatches)
     assert json.loads((run / "summary.json").read_text())["final"] == summary["final"]
-    base = load_classifier("minilm", 2, random_init={"hidden_size": 32, "num_hidden_layers": 2,
-                                                     "num_attention_heads": 2, "intermediate_size": 64})
+    base = load_classifier(
+        "minilm",
+        2,
+        random_init={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    )
     PeftModel.from_pretrained(base, run / "adapter")
 
 
@@ -83,8 +95,18 @@ def test_centralized_reference_is_one_client_with_all_data(tiny_config, tmp_path
 
 def test_cli_run_prints_a_summary_line_and_rejects_bad_config(glue_dir, tmp_path):
     runner = CliRunner()
-    args = ["run", "configs/tiny.yaml", "--set", f"task.data_dir={glue_dir}", "--set", "output.progress=false",
-            "--set", "stop.versions=1", "--out", str(tmp_path / "cli")]
+    args = [
+        "run",
+        "configs/tiny.yaml",
+        "--set",
+        f"task.data_dir={glue_dir}",
+        "--set",
+        "output.progress=false",
+        "--set",
+        "stop.versions=1",
+        "--out",
+        str(tmp_path / "cli"),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "done: 1 versions" in result.output and str(tmp_path / "cli") in result.output.replace("\n", "")

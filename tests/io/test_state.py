@@ -7,10 +7,29 @@ from tests.lora.test_adapter import random_adapter
 
 def test_nested_state_with_adapters_and_jobs_round_trips(tmp_path):
     ad = random_adapter({"q": 2}, {"q": (4, 3)}, alpha=4.0)
-    job = Job(job_id=3, client=1, client_job=0, rank=2, alpha=4.0, start_version=5, start_adapter=ad, steps=2,
-              dispatch_time=1.5, arrival_time=9.25, bytes_down=10, bytes_up=10, tag=2)
-    state = {"version": 5, "jobs": {3: job}, "buffer": [JobResult(job, ad, 40, 32, {"train_loss": 0.5})],
-             "pair": (1, "x"), "t": torch.arange(4.0), "none": None}
+    job = Job(
+        job_id=3,
+        client=1,
+        client_job=0,
+        rank=2,
+        alpha=4.0,
+        start_version=5,
+        start_adapter=ad,
+        steps=2,
+        dispatch_time=1.5,
+        arrival_time=9.25,
+        bytes_down=10,
+        bytes_up=10,
+        tag=2,
+    )
+    state = {
+        "version": 5,
+        "jobs": {3: job},
+        "buffer": [JobResult(job, ad, 40, 32, {"train_loss": 0.5})],
+        "pair": (1, "x"),
+        "t": torch.arange(4.0),
+        "none": None,
+    }
     save_state(tmp_path / "ck", state)
     save_state(tmp_path / "ck", state)  # overwriting an existing checkpoint is atomic
     back = load_state(tmp_path / "ck")

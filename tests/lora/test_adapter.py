@@ -9,8 +9,10 @@ from fedlora.lora.algebra import rescale_alpha
 def random_adapter(ranks: dict[str, int], shapes: dict[str, tuple[int, int]], alpha: float, seed: int = 0) -> Adapter:
     g = torch.Generator().manual_seed(seed)
     factors = {
-        n: (torch.randn(r, shapes[n][1], generator=g, dtype=torch.float64),
-            torch.randn(shapes[n][0], r, generator=g, dtype=torch.float64))
+        n: (
+            torch.randn(r, shapes[n][1], generator=g, dtype=torch.float64),
+            torch.randn(shapes[n][0], r, generator=g, dtype=torch.float64),
+        )
         for n, r in ranks.items()
     }
     return Adapter.from_factors(factors, alpha=alpha, extras={"head.weight": torch.randn(2, 3, generator=g)})
@@ -36,8 +38,11 @@ def test_nbytes_counts_every_tensor_at_its_dtype():
 
 
 def test_tensor_round_trip_keeps_layout_alphas_and_extras():
-    ad = random_adapter({"encoder.layer.0.query": 3, "encoder.layer.0.value": 1}, {
-        "encoder.layer.0.query": (4, 6), "encoder.layer.0.value": (4, 6)}, alpha=2.5)
+    ad = random_adapter(
+        {"encoder.layer.0.query": 3, "encoder.layer.0.value": 1},
+        {"encoder.layer.0.query": (4, 6), "encoder.layer.0.value": (4, 6)},
+        alpha=2.5,
+    )
     back = Adapter.from_tensors(ad.tensors(), ad.alphas())
     assert back.allclose(ad)
 

@@ -22,8 +22,10 @@ def tiny_host(max_rank: int = 8) -> ModelHost:
 
 def random_adapter_for(host: ModelHost, rank: int, seed: int) -> Adapter:
     g = torch.Generator().manual_seed(seed)
-    factors = {n: (torch.randn(rank, d_in, generator=g), torch.randn(d_out, rank, generator=g))
-               for n, (d_out, d_in) in host.layer_shapes.items()}
+    factors = {
+        n: (torch.randn(rank, d_in, generator=g), torch.randn(d_out, rank, generator=g))
+        for n, (d_out, d_in) in host.layer_shapes.items()
+    }
     extras = {k: torch.randn(v.shape, generator=g) for k, v in host.head_template().items()}
     return Adapter.from_factors(factors, alpha=4.0 * rank, extras=extras)
 
@@ -55,8 +57,8 @@ def test_loaded_adapter_acts_as_its_effective_update_merged_into_the_base(tokeni
 
     merged_host = tiny_host()
     zero_lora = Adapter.from_factors(
-        {n: (torch.zeros_like(f.A), torch.zeros_like(f.B)) for n, f in ad.layers.items()}, alpha=16.0,
-        extras=ad.extras)
+        {n: (torch.zeros_like(f.A), torch.zeros_like(f.B)) for n, f in ad.layers.items()}, alpha=16.0, extras=ad.extras
+    )
     merged_host.load(zero_lora)
     with torch.no_grad():
         base = merged_host.model.get_base_model()

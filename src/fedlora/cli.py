@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from fedlora import partition_report, research_cli
 from fedlora.errors import FedLoraError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated LoRA fine-tuning of language models.")
@@ -61,6 +62,10 @@ def summary(run_dir: Path = typer.Argument(...)) -> None:
 
 
 # Commands implemented in their own modules register here, one line each.
+app.command("partition")(partition_report.partition_command)
+app.command("compare")(research_cli.compare)
+app.command("report")(research_cli.report)
+app.command("config-reference")(research_cli.config_reference)
 
 
 if __name__ == "__main__":  # pragma: no cover

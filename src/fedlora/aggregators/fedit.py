@@ -1,7 +1,10 @@
 """FedIT (Zhang et al., 2024, "Towards building the federated GPT"): average A and B separately.
 
-Exact only when all clients share one rank and the factors barely move; it is the homogeneous-rank
-baseline. Mixed ranks are refused rather than silently padded (that is `zeropad`).
+    A_g = sum_i w_i A_i,   B_g = sum_i w_i B_i
+
+Exact only when all clients share one rank and the factors barely move ((sum w B)(sum w A) != sum w B A);
+it is the homogeneous-rank baseline. Mixed ranks are refused rather than silently padded (that is
+`zeropad`). The distance to the exact average of products is logged as `rel_error` with each aggregation.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from fedlora.aggregators.base import AGGREGATORS, Aggregator
+from fedlora.aggregators.support import Diagnostics, factor_space_error, layer_generator, product_terms
 from fedlora.errors import ConfigError
 from fedlora.lora.adapter import Adapter, LoRAFactors
 from fedlora.lora.algebra import Term, check_terms, combine_extras
@@ -23,6 +27,7 @@ class FedIT(Aggregator):
     def combine(self, terms: Sequence[Term]) -> Adapter:
         check_terms(terms)
         ref = terms[0][1]
+        diag = Diagnostics()
         layers = {}
         for name, f0 in ref.layers.items():
             ranks = {ad.layers[name].rank for _, ad in terms}
@@ -41,4 +46,8 @@ class FedIT(Aggregator):
                 A += float(w) * f.A.to(torch.float64)
                 B += float(w) * f.B.to(torch.float64)
             layers[name] = LoRAFactors(A.to(f0.A.dtype), B.to(f0.B.dtype), f0.alpha)
+            # the bias of averaging factors: distance to the weighted average of the clients' products
+            exact = product_terms(terms, name)
+            diag.add_error(*factor_space_error(layers[name], exact, layer_generator(0, "fedit-error", name)))
+        self.last_diagnostics = diag.result()
         return Adapter(layers=layers, extras=combine_extras(terms))

@@ -11,9 +11,12 @@ import numpy as np
 from fedlora.seeding import numpy_rng
 
 
-def draw_speeds(profile, count: int, seed: int) -> np.ndarray:
-    """One speed per client from a `SpeedConfig`-like profile (name, value, low, high, mean, std, shape...)."""
-    rng = numpy_rng(seed, "speeds")
+def draw_speeds(profile, count: int, seed: int, purpose: str = "speeds") -> np.ndarray:
+    """One speed per client from a `SpeedConfig`-like profile (name, value, low, high, mean, std, shape...).
+
+    `purpose` separates independent draws from the same kind of profile (e.g. bandwidth factors).
+    """
+    rng = numpy_rng(seed, purpose)
     name = profile.name
     if name == "constant":
         speeds = np.full(count, profile.value, dtype=float)

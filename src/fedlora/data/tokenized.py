@@ -8,11 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from fedlora.data.glue import TextPairs
+
+
+class TokenizedData(Protocol):
+    """What training and evaluation need of a tokenised split, whatever the task kind.
+
+    `TokenizedPairs` (classification) and `data.prompts.TokenizedPrompts` (causal_lm) both satisfy it:
+    `model(**data.batch(indices)).loss` is the training loss of either kind (a batch holds tensors, and may
+    hold other model keyword arguments such as `logits_to_keep`).
+    """
+
+    labels: np.ndarray
+    pad_id: int
+
+    def __len__(self) -> int: ...
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    def batch(self, indices: Sequence[int]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

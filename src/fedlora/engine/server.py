@@ -2,11 +2,16 @@
 
 Arrivals are popped from the clock in virtual-time order; the schedule decides what to combine and whom
 to dispatch; the aggregator combines; the global model is evaluated every N versions and/or every T
-virtual seconds; the whole state is checkpointed every N versions so a killed run resumes exactly.
+virtual seconds (and at fixed time budgets), so accuracy-versus-time curves of different schedules share
+one time axis; the whole state is checkpointed every N versions so a killed run resumes exactly.
+
+Jobs that will fail (crash, client offline; see `engine.faults`) are known at dispatch and become
+`failure` events instead of arrivals. Every job end (arrival, failure, rejection) frees its client.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +22,7 @@ import numpy as np
 from fedlora.aggregators.base import Aggregator
 from fedlora.engine.clock import VirtualClock
 from fedlora.engine.cost import CostModel
+from fedlora.engine.faults import Faults
 from fedlora.engine.transport.base import JobFailed, Transport
 from fedlora.engine.validation import validate_update
 from fedlora.errors import UpdateRejected
@@ -31,6 +37,7 @@ class StopRules:
     virtual_seconds: float | None = None
     target: float | None = None
     samples: int | None = None
+    target_stops: bool = True  # False: record the time to target but run on to the other rules
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class Counters:
     rejected: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
+    busy_seconds: float = 0.0  # summed over clients: virtual seconds with a job (ended jobs only)
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,6 +94,8 @@ class Server:
         max_update_norm: float | None = None,
         merge_into_base: Callable[[Adapter, int], Adapter] | None = None,
         extra_state: tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]] | None = None,
+        faults: Faults | None = None,
+        time_budgets: tuple[float, ...] | list[float] = (),
     ):
         self.aggregator = aggregator
         self.schedule = schedule
@@ -107,6 +117,8 @@ class Server:
         # weights and returns the fresh adapter clients start from next
         self.merge_into_base = merge_into_base
         self.extra_state = extra_state
+        self.faults = faults
+        self.time_budgets = tuple(sorted(float(b) for b in time_budgets))
 
         self.clock = VirtualClock()
         self.global_adapter = initial_adapter
@@ -114,7 +126,9 @@ class Server:
         self._version = 0
         self.next_job_id = 0
         self.client_jobs = [0] * world.count
+        self.client_synced = [0] * world.count  # the global version each client last downloaded
         self.in_flight: dict[int, Job] = {}
+        self.doomed: set[int] = set()  # in-flight jobs that will fail: never sent to the transport
         self.counters = Counters()
         self.history: list[dict[str, Any]] = []
         self.time_to_target: dict[str, Any] | None = None
@@ -139,7 +153,26 @@ class Server:
 
     def idle_clients(self) -> list[int]:
         busy = {j.client for j in self.in_flight.values()}
-        return [c for c in range(self.world.count) if c not in busy]
+        return [c for c in range(self.world.count) if c not in busy and self.online(c)]
+
+    def busy_clients(self) -> list[int]:
+        return sorted({j.client for j in self.in_flight.values()})
+
+    def next_online_time(self) -> float | None:
+        if self.faults is None or self.faults.availability is None:
+            return None
+        busy = {j.client for j in self.in_flight.values()}
+        now = self.clock.now
+        times = [
+            self.faults.availability.next_online(c, now)
+            for c in range(self.world.count)
+            if c not in busy and not self.online(c)
+        ]
+        soonest = min(times, default=math.inf)
+        return soonest if math.isfinite(soonest) else None  # None: no offline client ever comes back
+
+    def online(self, client: int) -> bool:
+        return self.faults is None or self.faults.online(client, self.clock.now)
 
     def client_samples(self, client: int) -> int:
         return self.world.samples[client]
@@ -165,10 +198,14 @@ class Server:
     def dispatch(self, client: int, tag: int) -> Job:
         if any(j.client == client for j in self.in_flight.values()):
             raise RuntimeError(f"schedule dispatched client {client}, which already has a job in flight")
+        if not self.online(client):
+            raise RuntimeError(f"schedule dispatched client {client}, which is offline at {self.clock.now}")
         rank, alpha = self.world.ranks[client], self.world.alphas[client]
         start = self.aggregator.distribute(self.global_adapter, rank=rank, alpha=alpha)
         steps = self.world.steps[client]
-        bytes_down = start.nbytes
+        # usually start.nbytes; FLoRA adds the merged updates the client missed since it last synced
+        bytes_down = self.aggregator.download_nbytes(start, self.client_synced[client], self._version)
+        self.client_synced[client] = self._version
         bytes_up = start.nbytes  # the client answers at its own rank: same size as what it received
         duration = self.cost.duration(client, steps, bytes_down, bytes_up)
         job = Job(
@@ -191,8 +228,13 @@ class Server:
         self.in_flight[job.job_id] = job
         self.counters.jobs_dispatched += 1
         self.counters.bytes_down += bytes_down
-        self.clock.push(job.arrival_time, "arrival", job)
-        self.transport.submit(job)
+        fate = self.faults.fate(job) if self.faults is not None else None
+        if fate is None:
+            self.clock.push(job.arrival_time, "arrival", job)
+            self.transport.submit(job)
+        else:
+            self.doomed.add(job.job_id)
+            self.clock.push(fate[0], "failure", (job, fate[1]))
         self.record(
             "dispatch",
             client=client,
@@ -226,14 +268,25 @@ class Server:
         if self.stop_rules.versions is not None and self._version >= self.stop_rules.versions:
             self.stopped_by = self.stopped_by or "versions"
 
-    def _on_arrival(self, job: Job) -> None:
+    def _end_job(self, job: Job) -> None:
         self.in_flight.pop(job.job_id, None)
+        self.doomed.discard(job.job_id)
+        self.counters.busy_seconds += self.clock.now - job.dispatch_time
+
+    def _on_failure(self, job: Job, reason: str) -> None:
+        self._end_job(job)
+        self.counters.failed[reason] = self.counters.failed.get(reason, 0) + 1
+        self.record("failure", client=job.client, job=job.job_id, reason=reason)
+        self._apply(self.schedule.on_failure(job, self))
+
+    def _on_arrival(self, job: Job) -> None:
+        self._end_job(job)
         try:
             result = self.transport.collect(job)
         except JobFailed as exc:
             self.counters.failed[exc.reason] = self.counters.failed.get(exc.reason, 0) + 1
             self.record("failure", client=job.client, job=job.job_id, reason=exc.reason)
-            self._apply(self.schedule.on_failure(job.client, self))
+            self._apply(self.schedule.on_failure(job, self))
             return
         staleness = self._version - job.start_version
         self.counters.jobs_arrived += 1
@@ -245,7 +298,7 @@ class Server:
         except UpdateRejected as exc:
             self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
             self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
-            self._apply(self.schedule.on_failure(job.client, self))
+            self._apply(self.schedule.on_failure(job, self))
             return
         self.record(
             "arrival",
@@ -265,23 +318,38 @@ class Server:
             self.stopped_by = self.stopped_by or "samples"
 
     # ----- evaluation ------------------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, float]:
-        if self.history and self.history[-1]["version"] == self._version:
-            return self.history[-1]["metrics"]  # this version was already evaluated (e.g. by a time tick)
-        metrics = self.evaluate_fn(self.global_adapter)
-        point = {
+    def _point(self, metrics: dict[str, float]) -> dict[str, Any]:
+        return {
             "version": self._version,
             "virtual_s": round(self.clock.now, 6),
             "samples": self.counters.samples_trained,
             "bytes": self.counters.bytes_up + self.counters.bytes_down,
             "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
         }
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the global model now and add a point to the curve.
+
+        An unchanged version is not evaluated again: at the same virtual time nothing is added, at a later
+        time (a clock tick, a time budget, the end of the run) the last metrics are repeated as a point
+        marked `reused`, so every schedule's curve has a point at every tick.
+        """
+        last = self.history[-1] if self.history else None
+        if last is not None and last["version"] == self._version:
+            if last["virtual_s"] < round(self.clock.now, 6):
+                point = {**self._point(last["metrics"]), "reused": True}
+                self.history.append(point)
+                self.record("evaluation", reused=True, **point["metrics"])
+            return last["metrics"]
+        metrics = self.evaluate_fn(self.global_adapter)
+        point = self._point(metrics)
         self.history.append(point)
         self.record("evaluation", **point["metrics"])
         target = self.stop_rules.target
         if target is not None and self.time_to_target is None and metrics.get(self.metric, 0.0) >= target:
             self.time_to_target = {k: point[k] for k in ("version", "virtual_s", "samples", "bytes")}
-            self.stopped_by = self.stopped_by or "target"
+            if self.stop_rules.target_stops:
+                self.stopped_by = self.stopped_by or "target"
         if self.on_progress is not None:
             self.on_progress(self)
         return metrics
@@ -292,33 +360,66 @@ class Server:
         self.record("start", clients=self.world.count)
         self.evaluate()
         if self.eval_every_seconds:
-            self.clock.push(self.eval_every_seconds, "eval")
+            self.clock.push(self.eval_every_seconds, "eval", ("tick", 1))
+        for budget in self.time_budgets:
+            if budget > 0:
+                self.clock.push(budget, "eval", ("budget", 0))
         self._apply(self.schedule.start(self))
+
+    def _work_pending(self) -> bool:
+        """Anything but evaluation ticks left on the clock: in-flight jobs or schedule timers."""
+        return bool(self.in_flight) or any(ev.kind != "eval" for ev in self.clock.events())
 
     def run(self) -> None:
         if not self.started:
             self.start()
-        while self.stopped_by is None:
-            nxt = self.clock.peek()
-            if nxt is None:
-                self.stopped_by = "idle"  # nothing in flight and the schedule dispatched nothing
-                break
-            if self.stop_rules.virtual_seconds is not None and nxt.time > self.stop_rules.virtual_seconds:
-                self.clock.now = float(self.stop_rules.virtual_seconds)
-                self.stopped_by = "virtual_seconds"
-                break
-            ev = self.clock.pop()
-            if ev.kind == "arrival":
-                self._on_arrival(ev.payload)
-            elif ev.kind == "timer":
-                self._apply(self.schedule.on_timer(ev.payload, self))
-            elif ev.kind == "eval":
-                self.evaluate()
-                self.clock.push(self.clock.now + self.eval_every_seconds, "eval")
-            if self.checkpoint_due():
-                self.checkpoint()
+        while self.step():
+            pass
         self.evaluate()  # the final version is always evaluated
         self.record("stop", reason=self.stopped_by)
+
+    def step(self) -> bool:
+        """Process the next event on the clock; False once a stop rule holds.
+
+        Between two steps the state is complete: `state_dict()` may be taken after any step.
+        """
+        if self.stopped_by is not None:
+            return False
+        nxt = self.clock.peek()
+        if nxt is None or not self._work_pending():
+            self.stopped_by = "idle"  # nothing in flight and the schedule dispatched nothing
+            return False
+        if self.stop_rules.virtual_seconds is not None and nxt.time > self.stop_rules.virtual_seconds:
+            self.clock.now = float(self.stop_rules.virtual_seconds)
+            self.stopped_by = "virtual_seconds"
+            return False
+        ev = self.clock.pop()
+        if ev.kind == "arrival":
+            self._on_arrival(ev.payload)
+        elif ev.kind == "failure":
+            self._on_failure(*ev.payload)
+        elif ev.kind == "timer":
+            self._apply(self.schedule.on_timer(ev.payload, self))
+        elif ev.kind == "eval":
+            self.evaluate()
+            self._next_tick(ev.payload)
+        if self.checkpoint_due():
+            self.checkpoint()
+        return self.stopped_by is None
+
+    def _next_tick(self, payload: Any) -> None:
+        """Tick k+1 at (k+1) * T exactly: no drift from adding T again and again; budgets do not repeat."""
+        every = self.eval_every_seconds
+        if not every:
+            return
+        if payload is None:  # a checkpoint written before ticks were numbered
+            k = round(self.clock.now / every)
+        elif payload[0] == "tick":
+            k = int(payload[1])
+        else:
+            return
+        nxt = (k + 1) * every
+        self.clock.push(nxt if nxt > self.clock.now else self.clock.now + every, "eval", ("tick", k + 1))
 
     # ----- checkpoints ----------------------------------------------------------------------------------
     _last_checkpoint_version = -1
@@ -345,7 +446,9 @@ class Server:
             "clock": self.clock.state_dict(),
             "next_job_id": self.next_job_id,
             "client_jobs": list(self.client_jobs),
+            "client_synced": list(self.client_synced),
             "in_flight": {str(k): v for k, v in self.in_flight.items()},
+            "doomed": sorted(self.doomed),
             "counters": self.counters.state_dict(),
             "history": self.history,
             "time_to_target": self.time_to_target,
@@ -363,7 +466,9 @@ class Server:
         self.clock.load_state_dict(state["clock"])
         self.next_job_id = state["next_job_id"]
         self.client_jobs = list(state["client_jobs"])
+        self.client_synced = list(state.get("client_synced", [0] * self.world.count))
         self.in_flight = {int(k): v for k, v in state["in_flight"].items()}
+        self.doomed = set(state.get("doomed", []))
         self.counters = Counters(**state["counters"])
         self.history = list(state["history"])
         self.time_to_target = state["time_to_target"]
@@ -376,8 +481,42 @@ class Server:
         if self.extra_state:
             self.extra_state[1](state["extra"])
         self.started = True
-        for job in self.in_flight.values():
-            self.transport.submit(job)
+        for job_id, job in sorted(self.in_flight.items()):
+            if job_id not in self.doomed:
+                self.transport.submit(job)
+
+    # ----- time shares and budgets ----
+    def time_shares(self) -> dict[str, float]:
+        """Shares of client time (clients x run time): busy with a job, offline, and idle (online, no job).
+
+        The idle share is what asynchronous schedules remove: in a synchronous round every client that
+        finished early waits for the slowest.
+        """
+        now = self.clock.now
+        total = self.world.count * now
+        if total <= 0:
+            return {"busy_fraction": 0.0, "offline_fraction": 0.0, "idle_fraction": 0.0}
+        busy = self.counters.busy_seconds + sum(now - j.dispatch_time for j in self.in_flight.values())
+        offline = 0.0
+        if self.faults is not None and self.faults.availability is not None:
+            # jobs fail when their client drops, so offline and busy time never overlap
+            offline = sum(self.faults.availability.offline_seconds(c, 0.0, now) for c in range(self.world.count))
+        return {
+            "busy_fraction": round(busy / total, 6),
+            "offline_fraction": round(offline / total, 6),
+            "idle_fraction": round(max(0.0, 1.0 - (busy + offline) / total), 6),
+        }
+
+    def at_time_budgets(self) -> dict[str, dict[str, Any] | None]:
+        """The metrics of the global model at each virtual time budget; None for budgets the run did not reach."""
+        out: dict[str, dict[str, Any] | None] = {}
+        for budget in self.time_budgets:
+            before = [p for p in self.history if p["virtual_s"] <= budget + 1e-9]
+            reached = self.clock.now >= budget - 1e-9
+            out[f"{budget:g}"] = (
+                {"version": before[-1]["version"], "metrics": before[-1]["metrics"]} if reached and before else None
+            )
+        return out
 
     # ----- results ---------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -405,7 +544,9 @@ class Server:
                 "failed": dict(sorted(self.counters.failed.items())),
                 "staleness_mean": float(np.mean(st)) if st else 0.0,
                 "staleness_max": int(max(st)) if st else 0,
+                **self.time_shares(),
             },
+            "at_time": self.at_time_budgets(),
             "history": evals,
             "timing": {"real_seconds": round(self.real_seconds(), 3)},
         }

@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from fedlora.jobs import JobResult
+from fedlora.errors import ConfigError
+from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter
 from fedlora.registry import Registry
 
@@ -32,7 +33,15 @@ class ServerView(Protocol):
     @property
     def num_clients(self) -> int: ...
     def idle_clients(self) -> list[int]:
-        """Clients with no job in flight that are available now, ascending."""
+        """Clients with no job in flight that are available (online) now, ascending."""
+        ...
+
+    def busy_clients(self) -> list[int]:
+        """Clients with a job in flight, ascending."""
+        ...
+
+    def next_online_time(self) -> float | None:
+        """The earliest virtual time after now at which an offline client with no job comes back; None if none."""
         ...
 
     def client_samples(self, client: int) -> int: ...
@@ -57,9 +66,15 @@ class Schedule(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, options: BaseModel, num_clients: int, seed: int):
+        self.check_options(options, num_clients)
         self.options = options
         self.num_clients = num_clients
         self.seed = seed
+
+    @classmethod
+    def check_options(cls, options: BaseModel, num_clients: int) -> None:
+        """Raise `ConfigError` naming the field if the options cannot work with `num_clients` clients."""
+        return None
 
     @abstractmethod
     def start(self, view: ServerView) -> Step:
@@ -71,8 +86,12 @@ class Schedule(ABC):
     def on_timer(self, tag: int, view: ServerView) -> Step:
         return Step()
 
-    def on_failure(self, client: int, view: ServerView) -> Step:
-        """A dispatched job did not come back (crash, timeout); by default give the work to another client."""
+    def on_failure(self, job: Job, view: ServerView) -> Step:
+        """`job` did not come back (crash, client offline) or was rejected; its client is free again.
+
+        The failure is already counted by the server; the schedule decides what happens next (e.g. give
+        the work to another client, or close a round with fewer results). By default nothing happens.
+        """
         return Step()
 
     def state_dict(self) -> dict[str, Any]:
@@ -84,6 +103,15 @@ class Schedule(ABC):
 
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule", "schedule.name")
+
+
+def check_at_most_clients(field_name: str, value: int | None, num_clients: int) -> None:
+    """A per-round or concurrency count cannot exceed the number of clients."""
+    if value is not None and value > num_clients:
+        raise ConfigError(
+            f"schedule.{field_name}={value} exceeds clients.count={num_clients}; "
+            f"lower schedule.{field_name} (or null for all clients) or raise clients.count"
+        )
 
 
 def sample_weights(results: Sequence[JobResult], weighting: str) -> list[float]:

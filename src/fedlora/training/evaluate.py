@@ -1,4 +1,9 @@
-"""Evaluation of an adapter on a labelled split; metrics with scikit-learn (no hub access needed)."""
+"""Evaluation of an adapter on a labelled split; metrics with scikit-learn (no hub access needed).
+
+Classification predicts the argmax of the head's logits; a causal LM (`TokenizedPrompts`) predicts the
+candidate answer with the higher log-likelihood (training/causal.py) and also reports the gold answer's
+perplexity.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from fedlora.data.tokenized import TokenizedPairs
+from fedlora.data.prompts import TokenizedPrompts
+from fedlora.data.tokenized import TokenizedData
 from fedlora.lora.adapter import Adapter
+from fedlora.training.causal import score_answers
 from fedlora.training.host import ModelHost
 
 
@@ -22,7 +29,7 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: tuple[s
 def evaluate(
     host: ModelHost,
     adapter: Adapter,
-    data: TokenizedPairs,
+    data: TokenizedData,
     batch_size: int,
     metric_names: tuple[str, ...] = ("accuracy",),
     indices: np.ndarray | None = None,
@@ -32,6 +39,8 @@ def evaluate(
     model.eval()
     idx = np.arange(len(data)) if indices is None else np.asarray(indices)
     idx = idx[np.argsort(data.lengths[idx], kind="stable")]  # similar lengths together: less padding
+    if isinstance(data, TokenizedPrompts):
+        return _evaluate_causal(model, data, idx, batch_size, metric_names)
     preds = np.empty(len(idx), dtype=np.int64)
     total_loss = 0.0
     for start in range(0, len(idx), batch_size):
@@ -42,4 +51,16 @@ def evaluate(
     labels = data.labels[idx]
     metrics = classification_metrics(labels, preds, metric_names)
     metrics["loss"] = total_loss / max(len(idx), 1)
+    return metrics
+
+
+def _evaluate_causal(
+    model, data: TokenizedPrompts, idx: np.ndarray, batch_size: int, metric_names: tuple[str, ...]
+) -> dict[str, float]:
+    """Predicted label = the likelier answer; loss = the gold answer's NLL per token, perplexity = exp(loss)."""
+    scores = score_answers(model, data, idx, batch_size)
+    metrics = classification_metrics(data.labels[idx], scores.predictions(), metric_names)
+    loss = float(scores.gold_nll.sum() / max(int(scores.gold_tokens.sum()), 1))
+    metrics["loss"] = loss
+    metrics["perplexity"] = float(np.exp(loss))
     return metrics

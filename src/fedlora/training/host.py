@@ -22,14 +22,29 @@ def slot_name(rank: int) -> str:
 
 
 class ModelHost:
-    def __init__(self, model, target_modules: list[str], alpha: float, dropout: float, train_head: bool, max_rank: int):
+    def __init__(
+        self,
+        model,
+        target_modules: list[str],
+        alpha: float,
+        dropout: float,
+        train_head: bool,
+        max_rank: int,
+        task_type: str | None = None,
+    ):
+        """`task_type` is peft's (e.g. "CAUSAL_LM"): recorded in the exported adapter_config.json, so
+        AutoPeftModelForCausalLM knows what to load; None (classification) keeps peft's plain PeftModel."""
         self.alpha = alpha
+        self.task_type = task_type
         self.dropout = dropout
         self.target_modules = list(target_modules)
         self.head_modules = [h for h in HEAD_NAMES if hasattr(model, h)] if train_head else []
         self.max_rank = max_rank
         self.model: PeftModel = get_peft_model(model, self._lora_config(max_rank), adapter_name=slot_name(max_rank))
         self._slots = {max_rank}
+        # FLoRA: dense updates folded into the frozen base weights (float64 sums) and the original weights
+        self._base_delta: dict[str, torch.Tensor] = {}
+        self._base_original: dict[str, torch.Tensor] = {}
         self.model.eval()  # dropout only while a client trains (train_local switches modes)
         self.layer_shapes = self._layer_shapes()
         if not self.layer_shapes:
@@ -46,6 +61,7 @@ class ModelHost:
             target_modules=self.target_modules,
             modules_to_save=self.head_modules or None,
             bias="none",
+            task_type=self.task_type,
         )
 
     def _lora_modules(self):
@@ -142,6 +158,45 @@ class ModelHost:
                 p.requires_grad_(f".modules_to_save.{slot}." in name)
         head = list(self.extra_params(slot).values())
         return lora, head
+
+    def merge(self, adapter: Adapter) -> None:
+        """Fold `adapter`'s effective update (alpha/r) B A into the frozen base weights (FLoRA).
+
+        The merged sum is kept in float64 beside a copy of the original weights, and the base is always set
+        to original + sum: `base_state()`/`load_base_state()` then restore a resumed run bit for bit.
+        """
+        shapes = self.layer_shapes
+        if set(adapter.layers) != set(shapes):
+            missing = sorted(set(shapes) ^ set(adapter.layers))[:3]
+            raise ConfigError(f"merge: adapter layers do not match the model's LoRA layers (e.g. {missing})")
+        for name, f in adapter.layers.items():
+            delta = f.delta(torch.float64)
+            self._base_delta[name] = delta if name not in self._base_delta else self._base_delta[name] + delta
+        self._apply_base_delta()
+
+    def base_state(self) -> dict[str, torch.Tensor]:
+        """The merged delta per layer (float64): what a checkpoint needs to rebuild the merged base."""
+        return {name: t.clone() for name, t in sorted(self._base_delta.items())}
+
+    def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
+        unknown = sorted(set(state) - set(self.layer_shapes))
+        if unknown:
+            raise ConfigError(f"checkpoint base delta names layers the model lacks (e.g. {unknown[:3]})")
+        self._base_delta = {name: t.to(torch.float64).clone() for name, t in state.items()}
+        self._apply_base_delta()
+
+    def _apply_base_delta(self) -> None:
+        with torch.no_grad():
+            for name, module in self._lora_modules():
+                weight = module.get_base_layer().weight
+                if name not in self._base_original:
+                    if name not in self._base_delta:
+                        continue
+                    self._base_original[name] = weight.detach().clone()
+                original = self._base_original[name]
+                delta = self._base_delta.get(name)
+                merged = original if delta is None else (original.to(torch.float64) + delta).to(original.dtype)
+                weight.copy_(merged)
 
     def save_peft(self, adapter: Adapter, directory) -> None:
         """Write `adapter` in peft's own format, so `PeftModel.from_pretrained(base, directory)` loads it."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedlora.data.tokenized import TokenizedPairs
+from fedlora.data.tokenized import TokenizedData
 from fedlora.lora.adapter import Adapter
 from fedlora.seeding import numpy_rng, seed_torch
 from fedlora.training.host import ModelHost
@@ -41,7 +41,7 @@ def batch_order(indices: np.ndarray, steps: int, batch_size: int, rng: np.random
 def train_local(
     host: ModelHost,
     adapter: Adapter,
-    data: TokenizedPairs,
+    data: TokenizedData,
     indices: np.ndarray,
     steps: int,
     spec: LocalTrainingSpec,

@@ -2,19 +2,28 @@
 
 A partitioner maps the training split to disjoint index arrays, one per client, every example in exactly
 one client. It is seeded and sees only what it needs (labels, token lengths, texts), never a model.
+
+Two optional hooks serve partitioners that do more than split:
+- `corrupt(inputs, parts)` returns a `Corruption` (label flips, text shuffles by example index) that the
+  experiment applies to the examples before (re-)tokenising them: a noisy data owner really holds noisy data.
+- `binning(inputs)` returns the score bins a skew partitioner skews over, so a report can show them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fedlora.data.partitioners.corruption import Corruption
 from fedlora.errors import ConfigError
 from fedlora.registry import Registry
+
+if TYPE_CHECKING:
+    from fedlora.data.partitioners.binned import Binning
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,14 @@ class Partitioner(ABC):
     @abstractmethod
     def split(self, inputs: PartitionInputs, num_clients: int) -> list[np.ndarray]:
         """Disjoint, sorted index arrays covering range(len(inputs)), one per client."""
+
+    def corrupt(self, inputs: PartitionInputs, parts: list[np.ndarray]) -> Corruption | None:
+        """Changes to the examples of `parts` (the result of `split`), or None: most partitioners only split."""
+        return None
+
+    def binning(self, inputs: PartitionInputs) -> Binning | None:
+        """The per-example score bins this partitioner skews over (length, quality), or None."""
+        return None
 
 
 PARTITIONERS: Registry[type[Partitioner]] = Registry("partitioner", "partition.name")

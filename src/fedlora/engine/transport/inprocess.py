@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedlora.data.tokenized import TokenizedPairs
+from fedlora.data.tokenized import TokenizedData
 from fedlora.engine.transport.base import Transport
 from fedlora.jobs import Job, JobResult
 from fedlora.training.host import ModelHost
@@ -21,7 +21,7 @@ class InProcessTransport(Transport):
     def __init__(
         self,
         host: ModelHost,
-        train: TokenizedPairs,
+        train: TokenizedData,
         partitions: Sequence[np.ndarray],
         spec: LocalTrainingSpec,
         freeze_A: bool = False,

@@ -93,6 +93,14 @@ def default_target_modules(model_type: str) -> list[str]:
     )
 
 
+def apply_config_overrides(config, overrides: dict[str, Any]) -> None:
+    """`model.random_init` keys set on a transformers config; a key the architecture lacks is a config error."""
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise ConfigError(f"model.random_init.{key}: {config.model_type} configs have no such field")
+        setattr(config, key, value)
+
+
 def load_tokenizer(name: str, gguf_file: str | None = None):
     from transformers import AutoTokenizer
 
@@ -122,10 +130,7 @@ def load_classifier(
     try:
         if random_init:
             config = AutoConfig.from_pretrained(path, num_labels=num_labels, **kwargs)
-            for key, value in random_init.items():
-                if not hasattr(config, key):
-                    raise ConfigError(f"model.random_init.{key}: {config.model_type} configs have no such field")
-                setattr(config, key, value)
+            apply_config_overrides(config, random_init)
             model = AutoModelForSequenceClassification.from_config(config)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **kwargs)
@@ -176,10 +181,7 @@ def load_causal_lm(
             model = AutoModelForCausalLM.from_config(config)
         elif overrides:
             config = AutoConfig.from_pretrained(path, **kwargs)
-            for key, value in overrides.items():
-                if not hasattr(config, key):
-                    raise ConfigError(f"model.random_init.{key}: {config.model_type} configs have no such field")
-                setattr(config, key, value)
+            apply_config_overrides(config, overrides)
             model = AutoModelForCausalLM.from_config(config)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -12,6 +12,7 @@ virtual time per schedule (benchmarks/results/time_to_accuracy.png).
 
     python benchmarks/time_to_accuracy.py                      # the full MiniLM configs (hours on a CPU)
     python benchmarks/time_to_accuracy.py --quick              # 6 clients, short pairs, small budget: minutes
+    python benchmarks/time_to_accuracy.py --cpu --seeds 3      # all of MRPC, 5 clients at a time: ~1.5 h
     python benchmarks/time_to_accuracy.py --aggregator hlora --seeds 3 --target 0.75
 
 `--target auto` (the default with --quick) uses, per partition and seed, the best value that every schedule
@@ -54,6 +55,21 @@ QUICK = [
 ]
 QUICK_HLORA: list[str] = []
 
+#: --cpu: the configs' world (all of MRPC, 20 clients, Pareto(1) speeds) at a budget one CPU core runs in about
+#: three minutes per schedule: 5 clients train at once under every schedule (FedAvg samples 5 per round, the
+#: asynchronous ones keep 5 busy), jobs of 2 steps of 16 pairs, a 90 virtual s budget, evaluations every 10
+#: virtual s on 200 dev pairs. Like --quick, too little training to lift accuracy above the majority class, so
+#: it times the dev loss.
+CPU = [
+    "task.dev_limit=200",
+    "training={local_steps: 2, batch_size: 16, lr: 0.002, head_lr: 0.004, step_seconds: 1.0, threads: 1}",
+    "stop.virtual_seconds=90",
+    "eval.every_seconds=10",
+    "eval.time_budgets=[30, 60, 90]",
+    "output.checkpoint_every=1000",
+]
+CPU_SCHEDULE = {"fedavg": ["schedule.per_round=5"]}  # the others: schedule.concurrency=5
+
 
 def data_dir() -> str:
     return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
@@ -64,16 +80,22 @@ def config_path(configs: Path, partition: str, schedule: str, aggregator: str) -
     return configs / f"mrpc_{partition}_{schedule}{suffix}.yaml"
 
 
-def run_one(path: Path, seed: int, quick: bool, aggregator: str, out: Path) -> dict[str, Any]:
+def run_one(path: Path, seed: int, budget: str, aggregator: str, out: Path, schedule: str) -> dict[str, Any]:
+    """Run one config (or read the summary a previous invocation left in `out`)."""
     from fedlora.config import load_config
     from fedlora.experiment import run_experiment
 
     overrides = [f"seed={seed}", f"task.data_dir={data_dir()}", "output.progress=false", "stop.stop_at_target=false"]
-    if quick:
+    if budget == "quick":
         overrides += QUICK + (QUICK_HLORA if aggregator == "hlora" else [])
-    cfg = load_config(path, overrides)
+    elif budget == "cpu":
+        overrides += CPU + CPU_SCHEDULE.get(schedule, ["schedule.concurrency=5"])
     t0 = time.perf_counter()
-    summary = run_experiment(cfg, out=out)
+    if (out / "summary.json").exists():
+        summary = json.loads((out / "summary.json").read_text())
+    else:
+        cfg = load_config(path, overrides)
+        summary = run_experiment(cfg, out=out, resume=(out / "checkpoints").exists())
     totals = summary["totals"]
     return {
         "config": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
@@ -244,6 +266,7 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str, metric: str) -> Non
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short pairs, 6 clients, 36 virtual s: minutes")
+    ap.add_argument("--cpu", action="store_true", help="all of MRPC, 20 clients, 5 at a time, 90 virtual s")
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per config")
     ap.add_argument("--metric", default=None, choices=METRICS, help="what to reach (default: loss with --quick)")
     ap.add_argument("--target", default=None, help="value to reach, or 'auto' (default: the configs' or auto)")
@@ -258,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedlora.config import load_config
 
-    metric = args.metric or ("loss" if args.quick else "accuracy")
+    budget = "quick" if args.quick else "cpu" if args.cpu else "full"
+    metric = args.metric or ("loss" if budget != "full" else "accuracy")
     if args.target is not None:
         target: str | float = args.target if args.target == "auto" else float(args.target)
-    elif args.quick or metric != "accuracy":
+    elif budget != "full" or metric != "accuracy":
         target = "auto"
     else:  # the configs' own stop.target_accuracy (they share one)
         first = config_path(args.configs, args.partitions[0], args.schedules[0], args.aggregator)
@@ -273,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             for p in args.partitions:
                 for s in args.schedules:
                     path = config_path(args.configs, p, s, args.aggregator)
-                    name = f"{path.stem}{'_quick' if args.quick else ''}_s{seed}"
+                    name = f"{path.stem}{'' if budget == 'full' else '_' + budget}_s{seed}"
                     print(f"[{len(runs) + 1}] {name} ...", file=sys.stderr, flush=True)
-                    r = run_one(path, seed, args.quick, args.aggregator, runs_dir / name)
+                    r = run_one(path, seed, budget, args.aggregator, runs_dir / name, s)
                     r.update(partition=p, schedule=s)
                     print(
                         f"    final accuracy {r['final']['accuracy']:.4f} loss {r['final']['loss']:.4f}, "
@@ -286,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(r)
     result = summarize(runs, target, metric)
     title = (
-        f"time to accuracy, MRPC, {args.aggregator}{' (quick)' if args.quick else ''}, "
+        f"time to accuracy, MRPC, {args.aggregator}{'' if budget == 'full' else f' ({budget})'}, "
         f"{args.seeds} seed(s), target {metric} {'auto' if target == 'auto' else target}"
     )
     print_table(result, title, metric)
@@ -297,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "title": title,
         "quick": args.quick,
+        "budget": budget,
         "aggregator": args.aggregator,
         "seeds": args.seeds,
         "metric": metric,

@@ -239,6 +239,14 @@ class EvalConfig(Strict):
     )
     batch_size: int = Field(64, ge=1)
     metric: Literal["accuracy", "f1"] = Field("accuracy", description="the metric for target and best")
+    local_val_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of each client's partition held out as its local validation split (never trained "
+        "on); > 0 adds the global model on every client's split at each evaluation and each job's local "
+        "metrics before/after training; 0 = off",
+    )
 
 
 class OutputConfig(Strict):
@@ -248,6 +256,40 @@ class OutputConfig(Strict):
     progress: bool = True
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files to RUN_DIR/tensorboard (pip install tensorboard)"
+    )
+
+
+class TransportConfig(Strict):
+    """WHERE clients run: in this process (default), or on Flower (pip install "fedlora[flower]")."""
+
+    name: Literal["inprocess", "flower_simulation"] = Field(
+        "inprocess",
+        description="inprocess: one frozen base model, clients in turn; flower_simulation: Flower's simulation "
+        "engine on Ray, `workers` clients in parallel (same numbers as inprocess on the virtual clock)",
+    )
+    clock: Literal["virtual", "wall"] = Field(
+        "virtual",
+        description="virtual: results are processed in cost-model time order (reproducible); wall: as they "
+        "really arrive, timed in real seconds (flower_simulation only)",
+    )
+    workers: int = Field(2, ge=1, description="flower_simulation: clients that train at once (Ray actors)")
+    worker_cpus: float = Field(1.0, gt=0, description="flower_simulation: CPUs Ray reserves per worker")
+    job_timeout_s: float | None = Field(
+        None, gt=0, description="Flower: a job without a reply after this many real seconds fails (timeout)"
+    )
+
+    @model_validator(mode="after")
+    def _clock_needs_flower(self) -> TransportConfig:
+        if self.clock == "wall" and self.name == "inprocess":
+            raise ValueError("clock: wall needs a Flower transport (name: flower_simulation)")
+        return self
+
+
+class ValidationConfig(Strict):
+    """Server-side checks of every update (NaN/Inf, shapes, rank and layer set are always checked)."""
+
+    max_update_norm: float | None = Field(
+        None, gt=0, description="reject an update whose effective update ||sum (alpha/r) B A|| exceeds this"
     )
 
 
@@ -264,6 +306,8 @@ class ExperimentConfig(Strict):
     stop: StopConfig = StopConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
+    transport: TransportConfig = TransportConfig()
+    validation: ValidationConfig = ValidationConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:

@@ -25,23 +25,28 @@ from fedlora.clients.ranks import RANK_POLICIES
 from fedlora.clients.speeds import draw_speeds
 from fedlora.config import ExperimentConfig, dump_config, load_config
 from fedlora.data.glue import TextPairs, load_glue, task_spec
+from fedlora.data.local_split import carve_local_validation
 from fedlora.data.partitioners import PARTITIONERS, Corruption, Partitioner, PartitionInputs
 from fedlora.data.prompts import TokenizedPrompts, prompt_spec, tokenize_prompts
 from fedlora.data.tokenized import TokenizedData, tokenize_pairs
 from fedlora.engine.cost import CostModel
 from fedlora.engine.faults import Faults
+from fedlora.engine.local_metrics import LocallyValidated, local_summary
 from fedlora.engine.server import ClientWorld, Server, StopRules
+from fedlora.engine.transport.base import Transport
 from fedlora.engine.transport.inprocess import InProcessTransport
 from fedlora.errors import ConfigError
 from fedlora.io.rundir import EventLog, RunDir
 from fedlora.io.state import load_state, save_adapter, save_state
 from fedlora.io.tensorboard import require_tensorboard, with_tensorboard
+from fedlora.jobs import Job
+from fedlora.lora.adapter import Adapter
 from fedlora.lora.init import fresh_adapter
 from fedlora.models.loading import default_target_modules, load_causal_lm, load_classifier, load_tokenizer
 from fedlora.schedules import SCHEDULES
 from fedlora.seeding import numpy_rng, seed_torch, torch_generator
 from fedlora.training.causal import accepts_logits_to_keep
-from fedlora.training.evaluate import evaluate
+from fedlora.training.evaluate import evaluate, evaluate_groups
 from fedlora.training.host import ModelHost
 from fedlora.training.local import LocalTrainingSpec, train_local
 
@@ -60,6 +65,8 @@ class Prepared:
     partitions: list[np.ndarray]
     metric_names: tuple[str, ...]
     data: PreparedData | None = None
+    # each client's local validation split (eval.local_val_share > 0), carved out of `partitions`; else None
+    local_val: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -162,7 +169,10 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     train = data.train
     if causal and accepts_logits_to_keep(model):  # training needs vocabulary logits at the answer tokens only
         train = dataclasses.replace(train, tail_logits=True)
-    return Prepared(cfg, host, train, data.dev, data.partitions, data.metric_names, data)
+    partitions, local_val = data.partitions, None
+    if cfg.eval.local_val_share > 0:
+        partitions, local_val = carve_local_validation(data.partitions, cfg.eval.local_val_share, cfg.seed)
+    return Prepared(cfg, host, train, data.dev, partitions, data.metric_names, data, local_val)
 
 
 def check_token_ids(cfg: ExperimentConfig, model, *splits: TokenizedPrompts) -> None:
@@ -284,6 +294,9 @@ class Progress:
             return
         p = server.history[-1]
         metrics = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
+        if "local" in p and p["local"].get("mean"):  # the global model on the clients' own splits
+            metrics += f"  local mean {self.metric}={p['local']['mean'].get(self.metric, float('nan')):.4f}"
+            metrics += f" worst={p['local']['worst'].get(self.metric, float('nan')):.4f}"
         self._progress.console.print(f"version {p['version']:>4}  virtual {p['virtual_s']:>10,.1f}s  {metrics}")
         self.update(server)
 
@@ -353,7 +366,10 @@ def run_experiment(
         bandwidth=draw_bandwidth(cfg.clients.bandwidth, cfg.clients.count, cfg.seed),
         latency_s=cfg.clients.latency_s,
     )
-    transport = InProcessTransport(host, prep.train, prep.partitions, spec, freeze_A=aggregator.freezes_A)
+    transport = make_transport(cfg, prep, spec, aggregator.freezes_A)
+    evaluate_clients = None
+    if prep.local_val is not None:
+        transport, evaluate_clients = local_validation(cfg, prep, transport)
 
     def eval_global(adapter) -> dict[str, float]:
         return evaluate(host, adapter, prep.dev, cfg.eval.batch_size, prep.metric_names)
@@ -366,7 +382,7 @@ def run_experiment(
         log = with_tensorboard(log, rd.path, rd.events)
     show = cfg.output.progress if progress is None else progress
     with Progress(cfg, enabled=show) as bar:
-        server = Server(
+        server = server_class(cfg)(
             aggregator=aggregator,
             schedule=schedule,
             transport=transport,
@@ -374,6 +390,7 @@ def run_experiment(
             world=world,
             initial_adapter=initial,
             evaluate=eval_global,
+            evaluate_clients=evaluate_clients,
             stop=StopRules(
                 cfg.stop.versions,
                 cfg.stop.virtual_seconds,
@@ -393,22 +410,78 @@ def run_experiment(
             on_version=_chain(bar.update, on_version),
             merge_into_base=merge_into_base,
             extra_state=extra_state,
+            max_update_norm=cfg.validation.max_update_norm,
         )
         if state is not None:
             server.load_state_dict(state)
         try:
-            server.run()
+            transport.drive(server.run)
         finally:
             log.close()
+            transport.close()
     summary = server.summary()
     summary["run_dir"] = str(rd.path)
     summary["step_seconds"] = step_seconds
+    if prep.local_val is not None:
+        sizes = [len(v) for v in prep.local_val]
+        summary["local"] = local_summary(server.history, summary["job_metrics"], cfg.eval.local_val_share, sizes)
     save_adapter(rd.path / "global_adapter.safetensors", server.global_adapter, {"version": server.version})
     host.save_peft(server.global_adapter, rd.adapter_dir)
     if aggregator.merges_into_base:  # the exported adapter only makes sense on top of the merged base
         save_file(host.base_state(), str(rd.path / "merged_base_delta.safetensors"))
     rd.write_json(rd.summary, summary)
     return summary
+
+
+def make_transport(cfg: ExperimentConfig, prep: Prepared, spec: LocalTrainingSpec, freeze_A: bool) -> Transport:
+    """WHERE clients run (transport.name); Flower is imported only when chosen."""
+    if cfg.transport.name == "inprocess":
+        return InProcessTransport(prep.host, prep.train, prep.partitions, spec, freeze_A=freeze_A)
+    if cfg.transport.name == "flower_simulation":
+        from fedlora.flower import require_flower
+
+        require_flower()
+        from fedlora.flower.simulation import FlowerSimulationTransport
+
+        t = cfg.transport
+        return FlowerSimulationTransport(
+            dump_config(cfg),
+            cfg.clients.count,
+            workers=t.workers,
+            worker_cpus=t.worker_cpus,
+            job_timeout_s=t.job_timeout_s,
+        )
+    raise ConfigError(f"transport.name={cfg.transport.name!r} is not a transport")
+
+
+def local_validation(
+    cfg: ExperimentConfig, prep: Prepared, transport: Transport
+) -> tuple[Transport, Callable[[Adapter], list[dict[str, float] | None]]]:
+    """(transport whose results carry each job's local before/after metrics, the global model on every split).
+
+    Both score on the clients' local validation splits (engine.local_metrics); the global model on all of
+    them in one batched pass over their union.
+    """
+    assert prep.local_val is not None
+    splits, host, bs, names = prep.local_val, prep.host, cfg.eval.batch_size, prep.metric_names
+
+    def validate(job: Job, adapter: Adapter) -> dict[str, float]:
+        idx = splits[job.client]
+        return evaluate(host, adapter, prep.train, bs, names, indices=idx) if len(idx) else {}
+
+    def evaluate_clients(adapter: Adapter) -> list[dict[str, float] | None]:
+        return evaluate_groups(host, adapter, prep.train, splits, bs, names)
+
+    return LocallyValidated(transport, validate), evaluate_clients
+
+
+def server_class(cfg: ExperimentConfig) -> type[Server]:
+    """The virtual-clock server, or the real-clock one (results processed on real arrival)."""
+    if cfg.transport.clock == "wall":
+        from fedlora.engine.wallclock import WallClockServer
+
+        return WallClockServer
+    return Server
 
 
 def merging(cfg: ExperimentConfig, aggregator, host: ModelHost):

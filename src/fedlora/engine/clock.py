@@ -45,6 +45,11 @@ class VirtualClock:
     def peek(self) -> Event | None:
         return self._heap[0] if self._heap else None
 
+    def discard(self, kind: str, payload: Any) -> None:
+        """Remove the pending events of `kind` carrying `payload` (the wall-clock server's estimated arrivals)."""
+        self._heap = [e for e in self._heap if not (e.kind == kind and e.payload is payload)]
+        heapq.heapify(self._heap)
+
     def __len__(self) -> int:
         return len(self._heap)
 

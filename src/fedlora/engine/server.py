@@ -23,8 +23,9 @@ from fedlora.aggregators.base import Aggregator
 from fedlora.engine.clock import VirtualClock
 from fedlora.engine.cost import CostModel
 from fedlora.engine.faults import Faults
+from fedlora.engine.local_metrics import local_block
 from fedlora.engine.transport.base import JobFailed, Transport
-from fedlora.engine.validation import validate_update
+from fedlora.engine.validation import check_provenance, validate_update
 from fedlora.errors import UpdateRejected
 from fedlora.jobs import Job
 from fedlora.lora.adapter import Adapter
@@ -66,6 +67,18 @@ class Counters:
     failed: dict[str, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
     busy_seconds: float = 0.0  # summed over clients: virtual seconds with a job (ended jobs only)
+    # sums and counts of the numeric metrics that accepted jobs reported (train_loss, local_*_before/after)
+    job_metric_sums: dict[str, float] = field(default_factory=dict)
+    job_metric_counts: dict[str, int] = field(default_factory=dict)
+
+    def add_job_metrics(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if math.isfinite(v):
+                self.job_metric_sums[k] = self.job_metric_sums.get(k, 0.0) + float(v)
+                self.job_metric_counts[k] = self.job_metric_counts.get(k, 0) + 1
+
+    def job_metric_means(self) -> dict[str, float]:
+        return {k: self.job_metric_sums[k] / self.job_metric_counts[k] for k in sorted(self.job_metric_sums)}
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -83,6 +96,7 @@ class Server:
         initial_adapter: Adapter,
         evaluate: Callable[[Adapter], dict[str, float]],
         stop: StopRules,
+        evaluate_clients: Callable[[Adapter], list[dict[str, float] | None]] | None = None,
         metric: str = "accuracy",
         eval_every_versions: int | None = 1,
         eval_every_seconds: float | None = None,
@@ -103,6 +117,9 @@ class Server:
         self.cost = cost
         self.world = world
         self.evaluate_fn = evaluate
+        # the global model on every client's local validation split (None: a client without one); see
+        # engine.local_metrics. Evaluation points then also carry `local`: per-client columns and their stats
+        self.evaluate_clients = evaluate_clients
         self.stop_rules = stop
         self.metric = metric
         self.eval_every_versions = eval_every_versions
@@ -288,6 +305,13 @@ class Server:
             self.record("failure", client=job.client, job=job.job_id, reason=exc.reason)
             self._apply(self.schedule.on_failure(job, self))
             return
+        try:
+            check_provenance(job, result.job, self.in_flight, self.next_job_id)
+        except UpdateRejected as exc:  # not an answer to this job: nothing of it is counted or used
+            self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
+            self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
+            self._apply(self.schedule.on_failure(job, self))
+            return
         staleness = self._version - job.start_version
         self.counters.jobs_arrived += 1
         self.counters.samples_trained += result.samples_trained
@@ -309,6 +333,7 @@ class Server:
             samples=result.samples_trained,
             **{k: round(v, 6) for k, v in result.metrics.items()},
         )
+        self.counters.add_job_metrics(result.metrics)
         step = self.schedule.on_arrival(result, self)
         if step.drop:
             self.counters.dropped[step.drop] = self.counters.dropped.get(step.drop, 0) + 1
@@ -343,8 +368,10 @@ class Server:
             return last["metrics"]
         metrics = self.evaluate_fn(self.global_adapter)
         point = self._point(metrics)
+        if self.evaluate_clients is not None:
+            point["local"] = local_block(self.evaluate_clients(self.global_adapter))
         self.history.append(point)
-        self.record("evaluation", **point["metrics"])
+        self.record("evaluation", **point["metrics"], **({"local": point["local"]} if "local" in point else {}))
         target = self.stop_rules.target
         if target is not None and self.time_to_target is None and metrics.get(self.metric, 0.0) >= target:
             self.time_to_target = {k: point[k] for k in ("version", "virtual_s", "samples", "bytes")}
@@ -546,6 +573,7 @@ class Server:
                 "staleness_max": int(max(st)) if st else 0,
                 **self.time_shares(),
             },
+            "job_metrics": {k: round(v, 6) for k, v in self.counters.job_metric_means().items()},
             "at_time": self.at_time_budgets(),
             "history": evals,
             "timing": {"real_seconds": round(self.real_seconds(), 3)},

@@ -7,6 +7,7 @@ silently used. The checks are the same for every transport.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 
@@ -44,3 +45,21 @@ def validate_update(job: Job, adapter: Adapter, reference: Adapter, max_norm: fl
             raise UpdateRejected("non_finite", f"client {job.client}, {name}: NaN or Inf in the update")
     if max_norm is not None and math.sqrt(sq) > max_norm:
         raise UpdateRejected("over_norm", f"client {job.client}: update norm {math.sqrt(sq):.3g} > bound {max_norm}")
+
+
+def check_provenance(job: Job, claimed: Job, in_flight: Iterable[int], next_job_id: int) -> None:
+    """Raise `UpdateRejected` unless a result answers `job`: the job the server dispatched to that client.
+
+    `claimed` is the job the result says it answers. A claim for a job that was dispatched and has already
+    ended is a replay (`duplicate`); any other mismatch (a job in flight elsewhere, a job never dispatched,
+    another client) is `unsolicited`.
+    """
+    if (claimed.job_id, claimed.client) == (job.job_id, job.client):
+        return
+    if 0 <= claimed.job_id < next_job_id and claimed.job_id != job.job_id and claimed.job_id not in set(in_flight):
+        raise UpdateRejected("duplicate", f"client {claimed.client}: result for job {claimed.job_id}, already ended")
+    raise UpdateRejected(
+        "unsolicited",
+        f"result claims job {claimed.job_id} of client {claimed.client}, but job {job.job_id} went to client "
+        f"{job.client}",
+    )

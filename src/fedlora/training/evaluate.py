@@ -3,12 +3,20 @@
 Classification predicts the argmax of the head's logits; a causal LM (`TokenizedPrompts`) predicts the
 candidate answer with the higher log-likelihood (training/causal.py) and also reports the gold answer's
 perplexity.
+
+Scoring is per example (`score_examples`), metrics are computed over any subset of the scored examples
+(`metrics_of`): so one batched pass over the union of many clients' local splits gives every client's
+metrics (`evaluate_groups`), instead of one short, poorly batched pass per client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 
 from fedlora.data.prompts import TokenizedPrompts
@@ -16,6 +24,27 @@ from fedlora.data.tokenized import TokenizedData
 from fedlora.lora.adapter import Adapter
 from fedlora.training.causal import score_answers
 from fedlora.training.host import ModelHost
+
+
+@dataclass(frozen=True)
+class ExampleScores:
+    """Per scored example: its index, gold label, prediction, and its loss as a sum over a count.
+
+    Classification: the cross-entropy of the example over a count of 1. Causal LM: the gold answer's NLL
+    summed over its tokens, over the token count, so a subset's loss is the per-token NLL of its answers.
+    """
+
+    indices: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+    loss_sum: np.ndarray
+    loss_count: np.ndarray
+    causal: bool
+
+    def positions(self, subset: np.ndarray) -> np.ndarray:
+        """Where the examples `subset` sit among the scored ones (each must have been scored)."""
+        order = np.argsort(self.indices, kind="stable")
+        return order[np.searchsorted(self.indices[order], np.asarray(subset, dtype=np.int64))]
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
@@ -26,6 +55,43 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: tuple[s
 
 
 @torch.no_grad()
+def score_examples(
+    host: ModelHost, adapter: Adapter, data: TokenizedData, batch_size: int, indices: np.ndarray | None = None
+) -> ExampleScores:
+    host.load(adapter)
+    model = host.model
+    model.eval()
+    idx = np.arange(len(data)) if indices is None else np.asarray(indices, dtype=np.int64)
+    idx = idx[np.argsort(data.lengths[idx], kind="stable")]  # similar lengths together: less padding
+    labels = data.labels[idx]
+    if isinstance(data, TokenizedPrompts):
+        scores = score_answers(model, data, idx, batch_size)
+        return ExampleScores(idx, labels, scores.predictions(), scores.gold_nll, scores.gold_tokens, causal=True)
+    preds = np.empty(len(idx), dtype=np.int64)
+    losses = np.empty(len(idx), dtype=np.float64)
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        batch = data.batch(chunk)
+        gold = batch.pop("labels")
+        logits = model(**batch).logits
+        preds[start : start + len(chunk)] = logits.argmax(-1).numpy()
+        losses[start : start + len(chunk)] = F.cross_entropy(logits.float(), gold, reduction="none").double().numpy()
+    return ExampleScores(idx, labels, preds, losses, np.ones(len(idx), dtype=np.int64), causal=False)
+
+
+def metrics_of(
+    scores: ExampleScores, metric_names: tuple[str, ...], subset: np.ndarray | None = None
+) -> dict[str, float]:
+    """Metrics over the scored examples, or over the examples `subset` of them; causal LMs add perplexity."""
+    at = slice(None) if subset is None else scores.positions(subset)
+    metrics = classification_metrics(scores.labels[at], scores.preds[at], metric_names)
+    loss = float(scores.loss_sum[at].sum() / max(int(scores.loss_count[at].sum()), 1))
+    metrics["loss"] = loss
+    if scores.causal:
+        metrics["perplexity"] = float(np.exp(loss))
+    return metrics
+
+
 def evaluate(
     host: ModelHost,
     adapter: Adapter,
@@ -34,33 +100,20 @@ def evaluate(
     metric_names: tuple[str, ...] = ("accuracy",),
     indices: np.ndarray | None = None,
 ) -> dict[str, float]:
-    host.load(adapter)
-    model = host.model
-    model.eval()
-    idx = np.arange(len(data)) if indices is None else np.asarray(indices)
-    idx = idx[np.argsort(data.lengths[idx], kind="stable")]  # similar lengths together: less padding
-    if isinstance(data, TokenizedPrompts):
-        return _evaluate_causal(model, data, idx, batch_size, metric_names)
-    preds = np.empty(len(idx), dtype=np.int64)
-    total_loss = 0.0
-    for start in range(0, len(idx), batch_size):
-        chunk = idx[start : start + batch_size]
-        out = model(**data.batch(chunk))
-        preds[start : start + len(chunk)] = out.logits.argmax(-1).numpy()
-        total_loss += float(out.loss) * len(chunk)
-    labels = data.labels[idx]
-    metrics = classification_metrics(labels, preds, metric_names)
-    metrics["loss"] = total_loss / max(len(idx), 1)
-    return metrics
+    return metrics_of(score_examples(host, adapter, data, batch_size, indices), metric_names)
 
 
-def _evaluate_causal(
-    model, data: TokenizedPrompts, idx: np.ndarray, batch_size: int, metric_names: tuple[str, ...]
-) -> dict[str, float]:
-    """Predicted label = the likelier answer; loss = the gold answer's NLL per token, perplexity = exp(loss)."""
-    scores = score_answers(model, data, idx, batch_size)
-    metrics = classification_metrics(data.labels[idx], scores.predictions(), metric_names)
-    loss = float(scores.gold_nll.sum() / max(int(scores.gold_tokens.sum()), 1))
-    metrics["loss"] = loss
-    metrics["perplexity"] = float(np.exp(loss))
-    return metrics
+def evaluate_groups(
+    host: ModelHost,
+    adapter: Adapter,
+    data: TokenizedData,
+    groups: Sequence[np.ndarray],
+    batch_size: int,
+    metric_names: tuple[str, ...] = ("accuracy",),
+) -> list[dict[str, float] | None]:
+    """The metrics of one adapter on each group of examples (None for an empty group), in one batched pass."""
+    nonempty = [np.asarray(g, dtype=np.int64) for g in groups if len(g)]
+    if not nonempty:
+        return [None] * len(groups)
+    scores = score_examples(host, adapter, data, batch_size, np.unique(np.concatenate(nonempty)))
+    return [metrics_of(scores, metric_names, np.asarray(g)) if len(g) else None for g in groups]

@@ -8,6 +8,7 @@ until that job's result is available.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from fedlora.jobs import Job, JobResult
 
@@ -19,6 +20,13 @@ class Transport(ABC):
     @abstractmethod
     def collect(self, job: Job) -> JobResult:
         """The result of a submitted job; raises `JobFailed` if the client crashed or vanished."""
+
+    def drive(self, run: Callable[[], None]) -> None:
+        """Run the server loop `run` where this transport reaches its clients.
+
+        In-process: just call it. Flower: inside a ServerApp, once the Grid to the nodes exists.
+        """
+        run()
 
     def close(self) -> None:
         return None

@@ -1,0 +1,125 @@
+"""What running on Flower costs: the same small run in-process and on Flower's simulation engine (Ray).
+
+Both runs use one config (async FedBuff, HLoRA, speed-tier ranks) and give identical numbers; only the
+transport differs. Each run is a fresh subprocess; the parent samples the resident memory of that process
+and all its descendants (Ray's GCS, raylet and worker actors included) every 0.1 s and reports the peak,
+and the wall time from start to exit (Python start-up and model loading included, in both).
+
+    python benchmarks/flower_overhead.py --quick     # tiny random BERT (seconds per run)
+    python benchmarks/flower_overhead.py             # the bundled MiniLM
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+GLUE = REPO.parent / "shared" / "data" / "glue"
+
+
+def overrides(quick: bool, workers: int, threads: int) -> list[str]:
+    common = [
+        f"task.data_dir={GLUE}",
+        "output.progress=false",
+        f"training.threads={threads}",
+        "clients.count=4",
+        "clients.speeds={name: list, values: [1.0, 2.0, 0.5, 1.0]}",
+        "clients.ranks={name: speed_tier}",
+        "aggregator.name=hlora",
+        "schedule={name: fedbuff, buffer_size: 2}",
+    ]
+    if quick:
+        return [*common, "stop.versions=6"]
+    return [*common, "model.random_init=null", "task.train_limit=480", "task.dev_limit=128", "stop.versions=6"]
+
+
+def child(transport: str, out: str, quick: bool, workers: int, threads: int) -> None:
+    from fedlora.config import load_config
+    from fedlora.experiment import run_experiment
+
+    extra = [f"transport={{name: {transport}, workers: {workers}}}"] if transport != "inprocess" else []
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [*overrides(quick, workers, threads), *extra])
+    summary = run_experiment(cfg, out=out)
+    Path(out, "bench.json").write_text(json.dumps({"final": summary["final"], "totals": summary["totals"]}))
+
+
+def tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def measure(transport: str, quick: bool, workers: int, threads: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "run")
+        cmd = [sys.executable, __file__, "--child", transport, "--out", out, "--workers", str(workers)]
+        cmd += ["--threads", str(threads)] + (["--quick"] if quick else [])
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.1)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{transport} run failed:\n{proc.stderr.read()[-3000:]}")
+        result = json.loads(Path(out, "bench.json").read_text())
+    return {"transport": transport, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1), **result}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny random BERT instead of MiniLM")
+    ap.add_argument("--workers", type=int, default=2, help="Flower simulation: parallel client workers")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.out, args.quick, args.workers, args.threads)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [measure(t, args.quick, args.workers, args.threads) for t in ("inprocess", "flower_simulation")]
+    base = rows[0]
+    same = all(r["final"] == base["final"] and r["totals"] == base["totals"] for r in rows)
+    table = Table(title=f"Flower overhead ({'tiny' if args.quick else 'MiniLM'}, {args.workers} workers)")
+    for col in ("transport", "wall s", "x in-process", "peak RSS MB (tree)", "x in-process", "final accuracy"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        r["wall_ratio"] = round(r["wall_s"] / base["wall_s"], 2)
+        r["rss_ratio"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 2)
+        acc = r["final"]["metrics"].get("accuracy", float("nan"))
+        table.add_row(
+            r["transport"], f"{r['wall_s']:.1f}", f"{r['wall_ratio']:.2f}", f"{r['peak_rss_mb']:.0f}",
+            f"{r['rss_ratio']:.2f}", f"{acc:.4f}",
+        )  # fmt: skip
+    Console().print(table)
+    Console().print(f"identical summaries: {same}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "flower_overhead_quick.json" if args.quick else "flower_overhead.json"
+    record = {"quick": args.quick, "workers": args.workers, "threads": args.threads, "identical": same, "runs": rows}
+    (RESULTS / name).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from fedlora import partition_report, research_cli
 from fedlora.errors import FedLoraError
+from fedlora.flower import commands as flower_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated LoRA fine-tuning of language models.")
 console = Console()
@@ -66,6 +67,8 @@ app.command("partition")(partition_report.partition_command)
 app.command("compare")(research_cli.compare)
 app.command("report")(research_cli.report)
 app.command("config-reference")(research_cli.config_reference)
+app.command("serve")(flower_commands.serve_command)
+app.command("join")(flower_commands.join_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -260,29 +260,106 @@ class OutputConfig(Strict):
 
 
 class TransportConfig(Strict):
-    """WHERE clients run: in this process (default), or on Flower (pip install "fedlora[flower]")."""
+    """WHERE clients run: in this process (default), or on Flower (pip install "fedlora[flower]").
 
-    name: Literal["inprocess", "flower_simulation"] = Field(
+    `flower_deployment` is served by `fedlora serve CONFIG` and joined by `fedlora join` (docs/deployment.md):
+    a Flower SuperLink with TLS and SuperNode authentication, one SuperNode per data owner, results processed
+    on real arrival.
+    """
+
+    name: Literal["inprocess", "flower_simulation", "flower_deployment"] = Field(
         "inprocess",
         description="inprocess: one frozen base model, clients in turn; flower_simulation: Flower's simulation "
-        "engine on Ray, `workers` clients in parallel (same numbers as inprocess on the virtual clock)",
+        "engine on Ray, `workers` clients in parallel (same numbers as inprocess on the virtual clock); "
+        "flower_deployment: a Flower SuperLink (`fedlora serve`) and one SuperNode per client (`fedlora join`), "
+        "over the network, on the wall clock",
     )
     clock: Literal["virtual", "wall"] = Field(
         "virtual",
         description="virtual: results are processed in cost-model time order (reproducible); wall: as they "
-        "really arrive, timed in real seconds (flower_simulation only)",
+        "really arrive, timed in real seconds (Flower transports only; flower_deployment always uses wall)",
     )
     workers: int = Field(2, ge=1, description="flower_simulation: clients that train at once (Ray actors)")
     worker_cpus: float = Field(1.0, gt=0, description="flower_simulation: CPUs Ray reserves per worker")
     job_timeout_s: float | None = Field(
         None, gt=0, description="Flower: a job without a reply after this many real seconds fails (timeout)"
     )
+    address: str = Field(
+        "127.0.0.1:9093",
+        description="flower_deployment: host:port the SuperLink listens on (0.0.0.0:9093 for other machines); "
+        "clients join with --server SERVER_HOST:PORT",
+    )
+    insecure: bool = Field(
+        False,
+        description="flower_deployment: plain HTTP without TLS (trying things out on one machine only; "
+        "supernode_auth needs TLS)",
+    )
+    tls_ca_cert: str | None = Field(
+        None, description="flower_deployment: PEM file of the CA that signed tls_cert (scripts/make_certs.sh: ca.crt)"
+    )
+    tls_cert: str | None = Field(
+        None,
+        description="flower_deployment: the SuperLink's PEM certificate, valid for the host names clients use and "
+        "for 127.0.0.1 (server.pem)",
+    )
+    tls_key: str | None = Field(None, description="flower_deployment: the SuperLink's PEM private key (server.key)")
+    supernode_auth: bool = Field(
+        True,
+        description="flower_deployment: only SuperNodes holding the private key of a registered public key may "
+        "join, and each key is bound to one client id",
+    )
+    client_public_keys: list[str] | None = Field(
+        None,
+        description="flower_deployment with supernode_auth: one OpenSSH ECDSA public key file per client, in "
+        "client-id order (scripts/make_certs.sh: client_<i>.pub)",
+    )
+    wait_for_clients_s: float = Field(
+        600.0, gt=0, description="flower_deployment: how long the server waits for every client to join"
+    )
 
     @model_validator(mode="after")
     def _clock_needs_flower(self) -> TransportConfig:
         if self.clock == "wall" and self.name == "inprocess":
-            raise ValueError("clock: wall needs a Flower transport (name: flower_simulation)")
+            raise ValueError("clock: wall needs a Flower transport (name: flower_simulation or flower_deployment)")
+        if self.name == "flower_deployment":
+            self._check_deployment()
         return self
+
+    def _check_deployment(self) -> None:
+        if self.clock == "virtual":
+            if "clock" in self.model_fields_set:
+                raise ValueError(
+                    "clock: flower_deployment processes results as they really arrive; set clock: wall (or leave "
+                    "it out)"
+                )
+            self.__dict__["clock"] = "wall"  # a deployment has no virtual clock; no re-validation needed
+        parse_host_port(self.address)
+        tls = {"tls_ca_cert": self.tls_ca_cert, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
+        missing = [k for k, v in tls.items() if not v]
+        if not self.insecure and missing:
+            raise ValueError(
+                f"{missing[0]}: flower_deployment needs TLS: set {', '.join(missing)} (scripts/make_certs.sh "
+                "writes ca.crt, server.pem and server.key), or insecure: true to try it out without TLS"
+            )
+        if self.supernode_auth and self.insecure:
+            raise ValueError(
+                "supernode_auth: SuperNode authentication needs TLS; set tls_ca_cert, tls_cert and tls_key "
+                "(insecure: false), or supernode_auth: false"
+            )
+        if self.supernode_auth and not self.client_public_keys:
+            raise ValueError(
+                "client_public_keys: supernode_auth is on, so list one public key file per client in client-id "
+                "order (scripts/make_certs.sh writes client_<i>.pub), or set supernode_auth: false"
+            )
+
+
+def parse_host_port(address: str) -> tuple[str, int]:
+    """'host:port' (IPv6 as '[::1]:port') -> (host, port), or a ValueError that shows the expected form."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"address: expected host:port such as 0.0.0.0:9093 or 127.0.0.1:9093, got {address!r}")
+    return host, int(port)
 
 
 class ValidationConfig(Strict):
@@ -325,6 +402,12 @@ class ExperimentConfig(Strict):
         profile = bw.profile if isinstance(bw, BandwidthProfile) else None
         if profile is not None and profile.name == "list" and len(profile.values or []) != self.clients.count:
             raise ValueError(f"clients.bandwidth.profile.values needs clients.count={self.clients.count} entries")
+        keys = self.transport.client_public_keys
+        if self.transport.name == "flower_deployment" and keys is not None and len(keys) != self.clients.count:
+            raise ValueError(
+                f"transport.client_public_keys lists {len(keys)} keys but clients.count is {self.clients.count}; "
+                "give one public key per client, in client-id order"
+            )
         stop = self.stop
         if not stop.stop_at_target and all(v is None for v in (stop.versions, stop.virtual_seconds, stop.samples)):
             raise ValueError("stop: stop_at_target is false, so also set versions, virtual_seconds or samples")

@@ -451,6 +451,16 @@ def make_transport(cfg: ExperimentConfig, prep: Prepared, spec: LocalTrainingSpe
             worker_cpus=t.worker_cpus,
             job_timeout_s=t.job_timeout_s,
         )
+    if cfg.transport.name == "flower_deployment":  # inside the ServerApp that `fedlora serve` starts
+        from fedlora.flower import require_flower
+
+        require_flower()
+        from fedlora.flower.deploy import DeploymentTransport
+
+        t = cfg.transport
+        return DeploymentTransport.from_config(
+            dump_config(cfg), cfg.clients.count, t.job_timeout_s, t.wait_for_clients_s
+        )
     raise ConfigError(f"transport.name={cfg.transport.name!r} is not a transport")
 
 

@@ -87,8 +87,15 @@ class FlowerTransport(Transport):
                 if not 0 <= client < self.num_clients or client in self.node_of:
                     log.warning("node %s claims client id %s, which is out of range or taken; ignored", node, client)
                     continue
+                if not self.accepts(client, node):
+                    log.warning("node %s claims client id %s, registered to another node; ignored", node, client)
+                    continue
                 self.node_of[client] = node
             time.sleep(self.poll_s)
+
+    def accepts(self, client: int, node: int) -> bool:
+        """Whether `node` may act as `client`; a deployment binds each client id to its authenticated node."""
+        return True
 
     # ----- the transport interface ----------------------------------------------------------------------
     def submit(self, job: Job) -> None:

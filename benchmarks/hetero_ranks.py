@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import REPO, RESULTS, data_dir, save_figure
+
 TASKS = ("mrpc", "rte")
 #: method -> config stem in configs/hetero ("centralized" uses configs/centralized_mrpc.yaml)
 METHODS = {
@@ -44,10 +43,6 @@ METHODS = {
 #: 4 versions; RTE's longer pairs get half the steps. The centralized reference trains the same samples.
 QUICK_STEPS = {"mrpc": 4, "rte": 2}
 QUICK_VERSIONS = 4
-
-
-def data_dir() -> str:
-    return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
 
 
 def config_for(task: str, method: str) -> Path:
@@ -225,10 +220,7 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str) -> None:
         axes[-1][col].set_xlabel("version")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -20,12 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-
-
-def _data_dir() -> str:
-    return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
+from common import REPO, RESULTS, data_dir
 
 
 def run_plain(steps: int, batch_size: int, lr: float, seed: int) -> dict:
@@ -42,8 +36,8 @@ def run_plain(steps: int, batch_size: int, lr: float, seed: int) -> dict:
     t0 = time.perf_counter()
     path = resolve_model_path("minilm")
     tok = AutoTokenizer.from_pretrained(path)
-    train = load_glue("mrpc", "train", _data_dir())
-    dev = load_glue("mrpc", "dev", _data_dir())
+    train = load_glue("mrpc", "train", data_dir())
+    dev = load_glue("mrpc", "dev", data_dir())
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     model = get_peft_model(
@@ -92,7 +86,7 @@ def run_fedlora(versions: int, clients: int, local_steps: int, batch_size: int, 
     cfg = load_config(
         REPO / "configs" / "quickstart.yaml",
         [
-            f"task.data_dir={_data_dir()}",
+            f"task.data_dir={data_dir()}",
             f"clients.count={clients}",
             f"schedule.per_round={clients}",
             f"training.local_steps={local_steps}",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import REPO, RESULTS, data_dir, save_figure
+
 SCHEDULES = ("fedavg", "fedbuff", "fedasync", "fedfa")
 METRICS = ("accuracy", "loss")  # loss: lower is better
 PARTITIONS = ("iid", "label")
@@ -69,10 +68,6 @@ CPU = [
     "output.checkpoint_every=1000",
 ]
 CPU_SCHEDULE = {"fedavg": ["schedule.per_round=5"]}  # the others: schedule.concurrency=5
-
-
-def data_dir() -> str:
-    return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
 
 
 def config_path(configs: Path, partition: str, schedule: str, aggregator: str) -> Path:
@@ -257,10 +252,7 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str, metric: str) -> Non
     axes[1][0].set_ylabel("dev loss")
     axes[0][-1].legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 GLUE = Path(os.environ.get("FEDLORA_TEST_GLUE", REPO.parent / "shared" / "data" / "glue"))
 
+#: a Llama-style decoder small enough to train in a test (random weights, no download)
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "intermediate_size": 64,
+}
+
+#: tiny-config overrides for an asynchronous run with heterogeneous ranks: FedBuff (K=2) + HLoRA, three
+#: clients of different speeds and speed-tier ranks
+ASYNC_HETERO = [
+    "training.threads=1",
+    "clients.count=3",
+    "clients.speeds={name: list, values: [1.0, 2.0, 0.5]}",
+    "clients.ranks={name: speed_tier}",
+    "aggregator.name=hlora",
+    "schedule={name: fedbuff, buffer_size: 2}",
+]
+
 
 @pytest.fixture(scope="session")
 def glue_dir() -> Path:

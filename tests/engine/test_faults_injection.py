@@ -16,6 +16,7 @@ import torch
 from fedlora.engine.server import StopRules
 from fedlora.io.state import load_adapter, load_state, save_state
 from fedlora.schedules.fedbuff import FedBuff, FedBuffOptions
+from tests.conftest import ASYNC_HETERO
 from tests.engine.fakes import FakeTransport, curve, make_server, of_kind
 from tests.engine.malicious import EXPECTED_REASON, MaliciousTransport
 
@@ -112,12 +113,7 @@ def test_a_killed_server_resumes_with_its_buffer_and_in_flight_jobs_and_the_same
 
 # ----- real training: the counters in summary.json ---------------------------------------------------------
 REAL = [
-    "training.threads=1",
-    "clients.count=3",
-    "clients.speeds={name: list, values: [1.0, 2.0, 0.5]}",
-    "clients.ranks={name: speed_tier}",
-    "aggregator.name=hlora",
-    "schedule={name: fedbuff, buffer_size: 2}",
+    *ASYNC_HETERO,
     "stop.versions=5",
     "validation.max_update_norm=100",
 ]

@@ -10,18 +10,11 @@ import torch
 
 from fedlora.experiment import deterministic_view, run_experiment
 from fedlora.io.rundir import read_events
+from tests.conftest import ASYNC_HETERO as ASYNC_CONFIG
 
 pytest.importorskip("flwr")
 
-ASYNC_HETERO = [
-    "training.threads=1",
-    "clients.count=3",
-    "clients.speeds={name: list, values: [1.0, 2.0, 0.5]}",
-    "clients.ranks={name: speed_tier}",
-    "aggregator.name=hlora",
-    "schedule={name: fedbuff, buffer_size: 2}",
-    "stop.versions=3",
-]
+ASYNC_HETERO = [*ASYNC_CONFIG, "stop.versions=3"]
 
 
 def _strip_real(events):

@@ -19,14 +19,8 @@ from fedlora.training.evaluate import evaluate
 from fedlora.training.host import ModelHost
 from fedlora.training.local import LocalTrainingSpec, train_local
 
-TINY_LLAMA = {
-    "model_type": "llama",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 2,
-    "intermediate_size": 64,
-}
+from ..conftest import TINY_LLAMA
+
 TOY = TextPairs(
     [
         "the cat sat on the mat",

@@ -13,6 +13,8 @@ from fedlora.seeding import torch_generator
 from fedlora.training.evaluate import evaluate, evaluate_groups
 from fedlora.training.host import ModelHost
 
+from ..conftest import TINY_LLAMA
+
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 GROUPS = [np.array([0, 5, 9, 17]), np.array([], dtype=np.int64), np.array([1, 2, 3, 30, 31]), np.arange(10, 16)]
 
@@ -25,15 +27,7 @@ def classifier_case(tokenizer, pairs):
 
 def causal_case(tokenizer, pairs):
     torch.manual_seed(0)
-    llama = {
-        "model_type": "llama",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 2,
-        "intermediate_size": 64,
-    }
-    model = load_causal_lm("tiny", random_init=llama, vocab_size=len(tokenizer))
+    model = load_causal_lm("tiny", random_init=TINY_LLAMA, vocab_size=len(tokenizer))
     host = ModelHost(model, ["q_proj", "v_proj"], 8.0, 0.0, True, 4, task_type="CAUSAL_LM")
     return host, tokenize_prompts(tokenizer, pairs, 64, prompt_spec("mrpc")), ("accuracy", "f1")
 

@@ -86,3 +86,28 @@ def test_a_job_that_never_replies_times_out_and_the_run_goes_on():
 def test_a_transport_without_arrival_polling_is_refused():
     with pytest.raises(TypeError, match="poll"):
         make_server(FedAsync(FedAsyncOptions(), 1, seed=0), speeds=[1.0], server_cls=WallClockServer)
+
+
+def test_a_killed_wall_clock_server_resumes_and_resends_its_in_flight_jobs_to_a_new_transport():
+    """A deployment's server restarts with a new SuperLink: nothing of the old transport survives."""
+    delays = {0: 0.15, 1: 0.03, 2: 0.06}
+    killed = wall_server(TimedTransport(lambda job: delays[job.client]), [], StopRules(versions=10))
+    killed.start()
+    while not (killed.version >= 4 and killed.in_flight):
+        assert killed.step()
+    state = killed.state_dict()
+    in_flight = {int(j) for j in state["in_flight"]}
+    assert in_flight and state["real_elapsed"] > 0
+    del killed
+
+    events = []
+    fresh = TimedTransport(lambda job: delays[job.client])
+    resumed = wall_server(fresh, events, StopRules(versions=10))
+    resumed.load_state_dict(state)
+    assert set(fresh.sent) == in_flight  # every in-flight job was sent again
+    resumed.run()
+    assert resumed.version == 10 and resumed.stopped_by == "versions"
+    arrived = [e["job"] for e in of_kind(events, "arrival")]
+    assert in_flight <= set(arrived) and len(arrived) == len(set(arrived))  # each once, none lost
+    assert all(e["virtual_s"] >= state["real_elapsed"] for e in events)  # the clock goes on from the kill
+    assert resumed.summary()["totals"]["failed"] == {}

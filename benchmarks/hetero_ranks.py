@@ -139,8 +139,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not group:
                 continue
             row: dict[str, Any] = {"task": task, "method": method, "seeds": len(group)}
-            for m in ("accuracy", "f1", "loss"):
-                row[m], row[f"{m}_std"] = mean_std([r["final"][m] for r in group])
+            for m in ("accuracy", "f1", "loss"):  # RTE has no F1
+                values = [r["final"][m] for r in group if m in r["final"]]
+                row[m], row[f"{m}_std"] = mean_std(values) if values else (None, None)
             for k in ("energy_lost", "rel_error"):
                 vals = [r["diagnostics"][k] for r in group if k in r["diagnostics"]]
                 row[k] = statistics.fmean(vals) if vals else None
@@ -152,7 +153,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def pm(mean: float, std: float | None) -> str:
+def pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
     return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
@@ -245,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_one(task, method, seed, args.quick, args.threads, args.runs_dir / name)
                 f = r["final"]
                 print(
-                    f"    accuracy {f['accuracy']:.4f} F1 {f['f1']:.4f} loss {f['loss']:.4f}, {r['real_seconds']} s",
+                    f"    accuracy {f['accuracy']:.4f} F1 {f.get('f1', float('nan')):.4f} loss {f['loss']:.4f}, "
+                    f"{r['real_seconds']} s",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -4,6 +4,10 @@ One `fedlora serve` and three `fedlora join` processes (each with its own data d
 FedBuff with HLoRA and speed-tier ranks on the wall clock. Client 2 dies in its first job (the process
 exits mid-training, its SuperNode with it); a fourth client whose key was never registered tries to join.
 The run must still finish, the unauthorized client must be refused, and the global adapter must load in peft.
+
+A second run kills the server (`fedlora serve` and everything it started) after a checkpoint and restarts it
+with `--resume` on the same address while the three clients keep running: they must reconnect, and the run
+must continue from the checkpoint to the end.
 """
 
 from __future__ import annotations
@@ -81,22 +85,26 @@ def stop(*procs: subprocess.Popen) -> None:
         signal_group(p, signal.SIGKILL)
 
 
+def kill_strays(marker: Path) -> None:
+    """SIGKILL every process whose command line names `marker` (this test's tmp_path).
+
+    Flower starts the ServerApp in a process group of its own, so a killed server's group can leave it behind.
+    """
+    procs = Path("/proc")
+    for proc in procs.iterdir() if procs.is_dir() else ():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if str(marker).encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
 def tail(path: Path, n: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else "(no log)"
 
 
-@pytest.mark.slow
-@needs_tools
-def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_unknown_one(glue_dir, tmp_path):
-    from peft import PeftModel
-
-    from fedlora.config import load_config
-    from fedlora.models.loading import load_classifier
-
-    certs = tmp_path / "certs"
-    subprocess.run(["bash", str(REPO / "scripts" / "make_certs.sh"), str(certs), str(CLIENTS + 1)], check=True)
-    data = client_data(glue_dir, tmp_path / "data")
-    port = free_port()
+def serve_args(glue_dir: Path, tmp_path: Path, certs: Path, port: int, versions: int) -> list[str]:
+    """`fedlora serve` arguments: tiny.yaml as FedBuff with HLoRA and speed-tier ranks over TLS with key auth."""
     keys = ", ".join(str(certs / f"client_{c}.pub") for c in range(CLIENTS))
     overrides = [
         f"task.data_dir={glue_dir}",
@@ -108,43 +116,82 @@ def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_un
         "clients.ranks={name: speed_tier}",
         "aggregator.name=hlora",
         "schedule={name: fedbuff, buffer_size: 2}",
-        "stop.versions=3",
+        f"stop.versions={versions}",
         f"transport={{name: flower_deployment, address: '127.0.0.1:{port}', tls_ca_cert: {certs / 'ca.crt'}, "
         f"tls_cert: {certs / 'server.pem'}, tls_key: {certs / 'server.key'}, client_public_keys: [{keys}], "
         "job_timeout_s: 10, wait_for_clients_s: 150}",
     ]
-    sets = [a for o in overrides for a in ("--set", o)]
+    return [str(REPO / "configs" / "tiny.yaml"), *(a for o in overrides for a in ("--set", o))]
+
+
+def join_client(
+    tmp_path: Path, certs: Path, data: list[Path], port: int, client: int, key: int, **env: str
+) -> subprocess.Popen:
+    """`fedlora join` as `client` with the private key of client `key`, logging to tmp_path/c<client>.log."""
+    return fedlora(
+        "join",
+        *("--server", f"127.0.0.1:{port}", "--client-id", str(client), "--data", str(data[client])),
+        *("--root-cert", str(certs / "ca.crt"), "--auth-key", str(certs / f"client_{key}")),
+        *("--flower-dir", str(tmp_path / f"home{client}")),
+        log=tmp_path / f"c{client}.log",
+        env=env,
+    )
+
+
+def wait_for_line(log: Path, text: str, server: subprocess.Popen) -> None:
+    start = time.monotonic()
+    while not log.is_file() or text not in log.read_text():
+        assert server.poll() is None and time.monotonic() - start < DEADLINE_S, tail(log)
+        time.sleep(0.2)
+
+
+def all_logs(tmp_path: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{tail(p)}" for p in sorted(tmp_path.glob("*.log")))
+
+
+def assert_adapter_loads_in_peft(run_dir: Path) -> None:
+    from peft import PeftModel
+
+    from fedlora.config import load_config
+    from fedlora.models.loading import load_classifier
+
+    cfg = load_config(run_dir / "config.yaml")
+    assert cfg.transport.clock == "wall"
+    base = load_classifier("minilm", 2, random_init=cfg.model.random_init)
+    PeftModel.from_pretrained(base, run_dir / "adapter")
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_unknown_one(glue_dir, tmp_path):
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(REPO / "scripts" / "make_certs.sh"), str(certs), str(CLIENTS + 1)], check=True)
+    data = client_data(glue_dir, tmp_path / "data")
+    port = free_port()
     run_dir = tmp_path / "run"
-    server = fedlora("serve", str(REPO / "configs" / "tiny.yaml"), *sets, "--out", str(run_dir), log=tmp_path / "s.log")
+    args = serve_args(glue_dir, tmp_path, certs, port, versions=3)
+    server = fedlora("serve", *args, "--out", str(run_dir), log=tmp_path / "s.log")
 
     def join(client: int, key: int, **env: str) -> subprocess.Popen:
-        return fedlora(
-            "join",
-            *("--server", f"127.0.0.1:{port}", "--client-id", str(client), "--data", str(data[client])),
-            *("--root-cert", str(certs / "ca.crt"), "--auth-key", str(certs / f"client_{key}")),
-            *("--flower-dir", str(tmp_path / f"home{client}")),
-            log=tmp_path / f"c{client}.log",
-            env=env,
-        )
+        return join_client(tmp_path, certs, data, port, client, key, **env)
 
     clients: list[subprocess.Popen] = []
     try:
-        start = time.monotonic()  # clients join once their keys are registered (the documented order)
-        while "waiting for the clients" not in (tmp_path / "s.log").read_text():
-            assert server.poll() is None and time.monotonic() - start < DEADLINE_S, tail(tmp_path / "s.log")
-            time.sleep(0.2)
+        # clients join once their keys are registered (the documented order)
+        wait_for_line(tmp_path / "s.log", "waiting for the clients", server)
         clients = [join(0, 0), join(1, 1), join(2, 2, FEDLORA_TEST_CRASH_ON_JOB="0")]
         intruder = join(3, 3)  # a key the server never registered
         start = time.monotonic()
         while server.poll() is None and time.monotonic() - start < DEADLINE_S:
             time.sleep(0.5)
-        logs = "\n".join(f"--- {p.name}\n{tail(p)}" for p in sorted(tmp_path.glob("*.log")))
+        logs = all_logs(tmp_path)
         assert server.returncode == 0, f"fedlora serve did not finish cleanly:\n{logs}"
         assert intruder.wait(timeout=60) == 2, logs
         assert "refused this node" in (tmp_path / "c3.log").read_text()
         assert clients[2].wait(timeout=30) == 17  # died mid-job (os._exit in training)
     finally:
         stop(server, *clients, *([intruder] if "intruder" in locals() else []))
+        kill_strays(tmp_path)
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped_by"] == "versions" and summary["totals"]["versions"] == 3
@@ -154,10 +201,77 @@ def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_un
     assert any(e["event"] == "dispatch" and e["client"] == 2 for e in events)
     assert len({e["rank"] for e in events if e["event"] == "dispatch"}) > 1  # heterogeneous ranks
     assert summary["totals"]["rejected"] == {}  # every accepted update answered a job sent to that client
-    cfg = load_config(run_dir / "config.yaml")
-    assert cfg.transport.clock == "wall"
-    base = load_classifier("minilm", 2, random_init=cfg.model.random_init)
-    PeftModel.from_pretrained(base, run_dir / "adapter")
+    assert_adapter_loads_in_peft(run_dir)
+
+
+RESUME_VERSIONS = 5
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_killed_server_resumes_from_its_checkpoint_while_the_clients_keep_running(glue_dir, tmp_path):
+    from fedlora.io.rundir import RunDir
+    from fedlora.io.state import load_state
+
+    certs = tmp_path / "certs"
+    subprocess.run(["bash", str(REPO / "scripts" / "make_certs.sh"), str(certs), str(CLIENTS)], check=True)
+    data = client_data(glue_dir, tmp_path / "data")
+    port = free_port()
+    run_dir = tmp_path / "run"
+    args = [*serve_args(glue_dir, tmp_path, certs, port, versions=RESUME_VERSIONS), "--out", str(run_dir)]
+    server = fedlora("serve", *args, log=tmp_path / "s1.log")
+    clients: list[subprocess.Popen] = []
+    resumed: subprocess.Popen | None = None
+    try:
+        wait_for_line(tmp_path / "s1.log", "waiting for the clients", server)
+        clients = [join_client(tmp_path, certs, data, port, c, c) for c in range(CLIENTS)]
+        start = time.monotonic()
+        events_file = run_dir / "events.jsonl"
+        while not any(e["event"] == "checkpoint" and e["version"] >= 2 for e in read_events(events_file)):
+            assert server.poll() is None and time.monotonic() - start < DEADLINE_S, all_logs(tmp_path)
+            time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGKILL)  # the server, its SuperLink and its ServerApp, with no warning
+        server.wait()
+        before = events_file.read_text().splitlines()
+        state = load_state(RunDir(run_dir).checkpoint)  # what the resume starts from
+        assert state["version"] >= 2 and not (run_dir / "summary.json").exists()
+
+        resumed = fedlora("serve", *args, "--resume", log=tmp_path / "s2.log")
+        start = time.monotonic()
+        while resumed.poll() is None and time.monotonic() - start < DEADLINE_S:
+            assert all(c.poll() is None for c in clients), all_logs(tmp_path)  # no client had to be restarted
+            time.sleep(0.5)
+        logs = all_logs(tmp_path)
+        assert resumed.returncode == 0, f"fedlora serve --resume did not finish cleanly:\n{logs}"
+        assert "keep their node ids" in (tmp_path / "s2.log").read_text(), logs
+    finally:
+        stop(*([resumed] if resumed is not None else []), server, *clients)
+        kill_strays(tmp_path)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_by"] == "versions" and summary["totals"]["versions"] == RESUME_VERSIONS
+    assert summary["totals"]["rejected"] == {}
+    events = read_events(run_dir / "events.jsonl")
+    kept = state["events_written"]  # the log is cut back to the checkpoint, then continues
+    assert [json.dumps(e) for e in events[:kept]] == [json.dumps(json.loads(line)) for line in before[:kept]]
+    assert events[kept - 1]["event"] == "checkpoint" and events[kept - 1]["version"] == state["version"]
+    after = events[kept:]
+    versions = [e["version"] for e in after if e["event"] == "aggregation"]
+    assert versions == list(range(state["version"] + 1, RESUME_VERSIONS + 1))  # continued, nothing repeated
+    arrived = {e["job"] for e in after if e["event"] == "arrival"}
+    dispatched = {e["job"] for e in after if e["event"] == "dispatch"}
+    assert min(dispatched) > max(int(j) for j in [*state["in_flight"], -1])  # new jobs continue the numbering
+    assert {e["client"] for e in after if e["event"] == "arrival"} == set(range(CLIENTS))  # all clients came back
+    # the checkpoint's in-flight jobs were sent again; those that came back were accepted under their own ids
+    assert arrived & {int(j) for j in state["in_flight"]} or not state["in_flight"]
+    assert_adapter_loads_in_peft(run_dir)
+
+
+def read_events(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip().endswith("}")]
 
 
 # ----- the pieces, without processes --------------------------------------------------------------------------
@@ -285,3 +399,42 @@ def test_a_deployment_config_outside_fedlora_serve_says_how_to_start_it():
 
     with pytest.raises(ConfigError, match=r"start it with `fedlora serve CONFIG`"):
         DeploymentTransport.from_config("{}", 3, None, 1.0)
+
+
+def test_a_task_whose_message_the_supernode_ignored_fails_fast_instead_of_waiting_for_hours():
+    from types import SimpleNamespace
+
+    from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
+
+    from fedlora.flower.join import GuardedRuntime, StaleMessage
+
+    class Runtime:
+        """A SuperNode whose message content never arrives (its run was stopped while it was received)."""
+
+        pulls = 0
+
+        def PullMessages(self, request):
+            return SimpleNamespace(message_object_trees=[SimpleNamespace(object_id="abc123")])
+
+        def PullObject(self, request):
+            self.pulls += 1
+            raise ObjectUnavailableError("abc123")
+
+    ignored: set[str] = set()
+    runtime = Runtime()
+    guarded = GuardedRuntime(runtime, ignored)
+    guarded.PullMessages(None)
+    with pytest.raises(ObjectUnavailableError):
+        guarded.PullObject(None)  # still being received, as far as anyone knows: Flower retries
+    ignored.add("abc123")  # the SuperNode printed "... Ignoring message abc123."
+    with pytest.raises(StaleMessage):
+        guarded.PullObject(None)
+    assert runtime.pulls == 1
+
+
+def test_the_supernode_line_that_ignores_a_message_is_recognized():
+    from fedlora.flower.join import IGNORED
+
+    line = "\x1b[92mINFO \x1b[0m:  Run ID 17 is not in `RUNNING` status. Ignoring message 599c69e3ab."
+    assert IGNORED.search(line).group(1) == "599c69e3ab"
+    assert IGNORED.search("Run ID 17 is not in `RUNNING` status. Ignoring reply message 599c.") is None

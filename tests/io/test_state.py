@@ -43,3 +43,27 @@ def test_adapter_file_round_trip(tmp_path):
     ad = random_adapter({"q": 3, "v": 1}, {"q": (4, 3), "v": (2, 5)}, alpha=2.0)
     save_adapter(tmp_path / "a.safetensors", ad, {"version": 7})
     assert load_adapter(tmp_path / "a.safetensors").allclose(ad)
+
+
+def test_a_save_killed_at_any_step_leaves_a_complete_checkpoint(tmp_path):
+    from fedlora.io.state import recover_state
+
+    ck = tmp_path / "ck"
+    save_state(ck, {"version": 1})
+    old, tmp = ck.with_name("ck.old"), ck.with_name("ck.tmp")
+
+    tmp.mkdir()  # killed while writing the new one: the old one stands, the next save starts over
+    (tmp / "state.json").write_text("{")
+    assert recover_state(ck) and load_state(ck) == {"version": 1}
+    save_state(ck, {"version": 2})
+    assert load_state(ck) == {"version": 2} and not tmp.exists()
+
+    ck.replace(old)  # killed between moving the old one aside and moving the new one in
+    assert not ck.exists()
+    assert recover_state(ck) and load_state(ck) == {"version": 2} and not old.exists()
+
+    save_state(ck, {"version": 3})  # killed while removing the old one after the swap
+    old.mkdir()
+    (old / "state.json").write_text("{}")
+    assert recover_state(ck) and load_state(ck) == {"version": 3} and not old.exists()
+    assert not recover_state(tmp_path / "none")

@@ -17,6 +17,7 @@ refused at the door (the SuperNode exits, and so does `fedlora join`).
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,12 @@ from fedlora.flower.serve import CLIENT_APP
 log = logging.getLogger(__name__)
 
 REFUSED = "Failed to activate SuperNode"  # flower-supernode's words when the SuperLink does not know its key
+# flower-supernode's words when a message's run was stopped while it was being received (a killed server)
+IGNORED = re.compile(r"not in `RUNNING` status\. Ignoring message ([0-9a-f]+)")
+
+
+class StaleMessage(Exception):
+    """The SuperNode gave up receiving this task's message: its run was stopped (see `GuardedRuntime`)."""
 
 
 class JoinError(FedLoraError):
@@ -79,13 +86,44 @@ def check_paths(data: Path, root_cert: Path | None, auth_key: Path | None, insec
             raise JoinError(f"{flag} {path}: no such file")
 
 
+class GuardedRuntime:
+    """One task's Runtime API client that stops pulling the task's message once the SuperNode has ignored it.
+
+    When a server is killed and resumed (docs/deployment.md, "Server restart"), a SuperNode may have been
+    receiving a job of the killed run; after the restart it finds that run stopped and ignores the message,
+    but (Flower 1.42) keeps the task it had created for it, whose message content never arrives. Flower's
+    own ClientApp would retry pulling it for up to two hours and this client would serve nobody meanwhile;
+    here the pull fails as soon as the SuperNode's output names the message as ignored.
+    """
+
+    def __init__(self, client: RuntimeHttpClient, ignored: set[str]):
+        self._client = client
+        self._ignored = ignored
+        self._message_id: str | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def PullMessages(self, request):
+        res = self._client.PullMessages(request)
+        if res.message_object_trees:
+            self._message_id = res.message_object_trees[0].object_id
+        return res
+
+    def PullObject(self, request):
+        if self._message_id in self._ignored:
+            raise StaleMessage(f"message {self._message_id} belongs to a stopped run")
+        return self._client.PullObject(request)
+
+
 class TaskRunner:
     """Executes the SuperNode's ClientApp tasks in this process (Flower's run_clientapp, without exiting)."""
 
     task_retry_s: float = 120.0  # a task's calls retry this long while the SuperNode is briefly unreachable
 
-    def __init__(self, runtime_address: str):
+    def __init__(self, runtime_address: str, ignored: set[str] | None = None):
         self.address = runtime_address
+        self.ignored = ignored if ignored is not None else set()  # message ids the SuperNode ignored
         # no retries here: the caller polls, and must notice at once when the SuperNode has exited
         self.acquirer = self._client(RuntimeVersionHttpInterceptor(component_name="SuperExec"), retry=False)
 
@@ -118,7 +156,7 @@ class TaskRunner:
         reply: Message | None = None
         status, details = SubStatus.FAILED, "the ClientApp failed"
         try:
-            message, context, _run, fab = pull_task_input(client)
+            message, context, _run, fab = pull_task_input(GuardedRuntime(client, self.ignored))
             wanted = get_fab_config(fab.content)["tool"]["flwr"]["app"]["components"]["clientapp"]
             if wanted != CLIENT_APP:
                 raise PermissionError(f"this node runs fedlora's ClientApp ({CLIENT_APP}) only, not {wanted!r}")
@@ -126,6 +164,9 @@ class TaskRunner:
 
             reply = client_app(message=message, context=context)
             status, details = SubStatus.COMPLETED, ""
+        except StaleMessage as exc:  # nobody waits for a reply: the task is closed as failed, the node goes on
+            log.warning("skipped a job of a stopped run: %s", exc)
+            details = f"StaleMessage: {exc}"
         except Exception as exc:  # the reply carries the error; the node keeps serving
             log.exception("ClientApp task failed")
             details = f"{type(exc).__name__}: {exc}"
@@ -171,10 +212,11 @@ def join(
         text=True,
         preexec_fn=kill_with_parent,
     )
-    refused, relay = _relay(node)
+    ignored: set[str] = set()
+    refused, relay = _relay(node, ignored)
     stop = _stop_on_signals(node)
     try:
-        runner = TaskRunner(f"127.0.0.1:{port}")
+        runner = TaskRunner(f"127.0.0.1:{port}", ignored)
         while node.poll() is None:
             token = _try(runner.acquire)
             if token:
@@ -196,11 +238,12 @@ def join(
         )
 
 
-def _relay(node: subprocess.Popen) -> tuple[threading.Event, threading.Thread]:
+def _relay(node: subprocess.Popen, ignored: set[str]) -> tuple[threading.Event, threading.Thread]:
     """Copy the SuperNode's output to ours; the event is set if the SuperLink refused to activate it.
 
     flower-supernode reports a refused activation (an unregistered key) only in its output: its exit code is
-    the generic 1.
+    the generic 1. The same goes for a message it ignored because its run was stopped; their ids are added
+    to `ignored`, so the task it left for such a message is skipped (`GuardedRuntime`).
     """
     refused = threading.Event()
 
@@ -209,6 +252,8 @@ def _relay(node: subprocess.Popen) -> tuple[threading.Event, threading.Thread]:
         for line in node.stdout:
             if REFUSED in line:
                 refused.set()
+            if (stale := IGNORED.search(line)) is not None:
+                ignored.add(stale.group(1))
             sys.stdout.write(line)
             sys.stdout.flush()
 

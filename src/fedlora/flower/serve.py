@@ -12,10 +12,19 @@ What it does, in Flower's own terms (docs/deployment.md gives the equivalent man
 
 Flower's state (CLI config, SuperLink log, the app bundle) lives in its own directory beside the run
 directory (`RUN-flower/`), so the run directory stays what `fedlora run` writes.
+
+A server can be killed and restarted (`fedlora serve --resume`) while the clients keep running. That works
+because the SuperLink keeps its state in a database file (`RUN-flower/superlink.db`), not in memory: a
+SuperNode activates once and from then on only names its node id, so a restarted SuperLink must still know
+that id. With the database, the registered keys, their node ids and the nodes' online status survive; the
+surviving SuperNodes' next pull or heartbeat simply succeeds again, and the key binding (`nodes.json`) is
+the same as before. The run itself resumes from its checkpoint (in-flight jobs are sent again); the killed
+Flower run's undelivered messages are dropped and the run is stopped, so no client starts one of its jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -29,6 +38,8 @@ from fedlora.flower.processes import flower_env, kill_with_parent, tool, wait_fo
 CONNECTION = "fedlora"  # the name of the SuperLink connection in the Flower CLI config
 SERVER_APP = "fedlora.flower.deploy:server_app"  # the ServerApp and ClientApp of the submitted Flower App
 CLIENT_APP = "fedlora.flower.client_app:app"
+STATE_DB = "superlink.db"  # the SuperLink's state in the Flower home: node registrations survive a restart
+NODES_FILE = "nodes.json"  # client id -> node id of its registered key, read again by `--resume`
 
 
 class ServeError(FedLoraError):
@@ -61,7 +72,7 @@ def deployment_files(cfg: ExperimentConfig) -> dict[str, Path | list[Path] | Non
     return files
 
 
-def superlink_command(cfg: ExperimentConfig, files: dict) -> list[str]:
+def superlink_command(cfg: ExperimentConfig, files: dict, database: Path | None = None) -> list[str]:
     t = cfg.transport
     host, port = parse_host_port(t.address)
     cmd = [tool("flower-superlink")]
@@ -72,6 +83,8 @@ def superlink_command(cfg: ExperimentConfig, files: dict) -> list[str]:
         cmd += ["--ssl-keyfile", str(files["key"])]
     if t.supernode_auth:
         cmd += ["--enable-supernode-auth"]
+    if database is not None:
+        cmd += ["--database", str(database)]
     cmd += ["--disable-runtime-dependency-installation", "--host", host, "--port", str(port)]
     return cmd
 
@@ -138,10 +151,19 @@ nodes = "{binding}"
 """
 
 
-def register_keys(keys: list[Path], env: dict[str, str]) -> dict[int, int]:
-    """`flwr supernode register` every client's public key; client id -> the node id Flower gave it."""
-    nodes: dict[int, int] = {}
+def register_keys(
+    keys: list[Path], env: dict[str, str], known: dict[int, int] | None = None, record: Path | None = None
+) -> dict[int, int]:
+    """`flwr supernode register` every client's public key; client id -> the node id Flower gave it.
+
+    Keys in `known` (the binding of the run being resumed) are registered in the SuperLink's database
+    already and keep their node ids, so their running SuperNodes stay valid. The binding is written to
+    `record` after every key, so a server killed while registering does not lose a node id.
+    """
+    nodes: dict[int, int] = dict(known or {})
     for client, key in enumerate(keys):
+        if client in nodes:
+            continue
         cmd = [tool("flwr"), "supernode", "register", str(key), CONNECTION, "--format", "json"]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         try:
@@ -151,7 +173,52 @@ def register_keys(keys: list[Path], env: dict[str, str]) -> dict[int, int]:
         if not answer.get("success"):
             raise ServeError(f"registering client {client}'s key {key} failed: {answer.get('error-message')}")
         nodes[client] = int(answer["node-id"])
+        if record is not None:
+            record.write_text(json.dumps({str(c): n for c, n in sorted(nodes.items())}) + "\n")
     return nodes
+
+
+def read_nodes(record: Path) -> dict[int, int]:
+    return {int(c): int(n) for c, n in json.loads(record.read_text()).items()} if record.is_file() else {}
+
+
+def drop_undelivered(database: Path) -> int:
+    """Delete the messages no SuperNode has pulled yet from a killed server's SuperLink database.
+
+    They are the killed run's jobs, which the resumed run sends again. Left in place, a surviving SuperNode
+    would pull one after the restart, find its run stopped and ignore it, but (Flower 1.42) keep a task for
+    it whose input never arrives; `fedlora join` would wait on that task for hours instead of serving the
+    resumed run. Runs before the SuperLink starts, so nothing else has the database open. Returns how many
+    were dropped, or -1 if the database is not what this Flower version writes (the resume goes on).
+    """
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as db, db:
+            return db.execute("DELETE FROM message_ins WHERE delivered_at = ''").rowcount
+    except sqlite3.Error:
+        return -1
+
+
+def stop_stale_runs(env: dict[str, str], echo: TextIO) -> None:
+    """Stop the Flower runs a killed server left unfinished (`flwr ls`, `flwr stop`).
+
+    Their ServerApp died with the server, but until Flower notices, such a run counts as running: a
+    client's late reply to it would be stored for nobody, and `flwr ls` would show it as still going.
+    """
+    res = subprocess.run(
+        [tool("flwr"), "ls", CONNECTION, "--format", "json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    try:
+        runs = json.loads(res.stdout[res.stdout.index("{") :]).get("runs", [])
+    except ValueError:
+        return  # nothing to stop is the common case; a failed listing must not block the resume
+    for run in runs:
+        status = str(run.get("status", ""))
+        if status.startswith(("pending", "starting", "running")):
+            rid = str(run.get("run-id"))
+            subprocess.run([tool("flwr"), "stop", rid, CONNECTION], env=env, capture_output=True, timeout=120)
+            say(echo, f"stopped Flower run {rid} of the killed server ({status})")
 
 
 def serve(
@@ -177,10 +244,16 @@ def serve(
     experiment = home / "experiment.yaml"
     experiment.write_text(dump_config(cfg))
     env = flower_env(home)
+    database, nodes_file = home / STATE_DB, home / NODES_FILE
+    if not resume or not database.is_file():
+        for stale in [nodes_file, *home.glob(STATE_DB + "*")]:  # a fresh run starts from a fresh SuperLink
+            stale.unlink(missing_ok=True)
+    elif (dropped := drop_undelivered(database)) != 0:
+        say(echo, f"dropped {dropped} undelivered messages of the killed run (its jobs are sent again)")
 
     with open(home / "superlink.log", "ab") as link_log:
         superlink = subprocess.Popen(
-            superlink_command(cfg, files),
+            superlink_command(cfg, files, database),
             env=env,
             stdout=link_log,
             stderr=subprocess.STDOUT,
@@ -193,9 +266,14 @@ def serve(
         except FedLoraError as exc:
             raise ServeError(f"the SuperLink did not start: {exc}; see {home / 'superlink.log'}") from None
         say(echo, f"SuperLink listening on {cfg.transport.address} (log: {home / 'superlink.log'})")
-        nodes = register_keys(files["client_keys"], env)
-        if nodes:
-            say(echo, f"registered {len(nodes)} client keys: only their SuperNodes can join")
+        known = read_nodes(nodes_file)
+        if known:
+            stop_stale_runs(env, echo)
+        nodes = register_keys(files["client_keys"], env, known, nodes_file)
+        if known:
+            say(echo, f"resuming: {len(known)} client keys keep their node ids (joined clients reconnect)")
+        if len(nodes) > len(known):
+            say(echo, f"registered {len(nodes) - len(known)} client keys: only their SuperNodes can join")
         say(echo, f"waiting for the clients to join (fedlora join --server HOST:{port} ...)")
         (home / "app" / "pyproject.toml").write_text(app_project(experiment, out, resume, nodes))
         _stream(

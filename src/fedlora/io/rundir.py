@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fedlora.io.state import recover_state
+
 CHECKPOINT = "checkpoint"
 
 
@@ -42,7 +44,7 @@ class RunDir:
         return self.summary.is_file()
 
     def has_checkpoint(self) -> bool:
-        return (self.checkpoint / "state.json").is_file()
+        return recover_state(self.checkpoint)  # a save killed mid-swap leaves the previous checkpoint aside
 
     def read_json(self, path: Path) -> Any:
         return json.loads(path.read_text())

@@ -79,10 +79,16 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_state(directory: str | os.PathLike, state: Any) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """Write atomically: a crash at any instant leaves a complete checkpoint, the previous one or the new one.
+
+    The new checkpoint is written beside the old one (`.tmp`), the old one is moved aside (`.old`), the new one
+    moved in; a kill between the two moves leaves only `.old`, which `recover_state` puts back.
+    """
     directory = Path(directory)
+    recover_state(directory)
     tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    _remove_tree(tmp)  # half-written by a killed save
+    tmp.mkdir(parents=True)
     enc = _Encoder()
     meta = enc.encode(state)
     save_file(enc.tensors, str(tmp / "tensors.safetensors"))
@@ -91,11 +97,28 @@ def save_state(directory: str | os.PathLike, state: Any) -> None:
         old = directory.with_name(directory.name + ".old")
         directory.replace(old)
         tmp.replace(directory)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
+        _remove_tree(old)
     else:
         tmp.replace(directory)
+
+
+def recover_state(directory: str | os.PathLike) -> bool:
+    """Finish what a killed `save_state` left half done; True if a complete checkpoint is at `directory`."""
+    directory = Path(directory)
+    old = directory.with_name(directory.name + ".old")
+    if old.exists():
+        if directory.exists():  # killed after the swap, while removing the old one
+            _remove_tree(old)
+        else:  # killed between the two moves: the previous checkpoint is the last complete one
+            old.replace(directory)
+    return (directory / "state.json").is_file() and (directory / "tensors.safetensors").is_file()
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        for f in path.iterdir():
+            f.unlink()
+        path.rmdir()
 
 
 def load_state(directory: str | os.PathLike) -> Any:

@@ -314,7 +314,10 @@ class TransportConfig(Strict):
         "client-id order (scripts/make_certs.sh: client_<i>.pub)",
     )
     wait_for_clients_s: float = Field(
-        600.0, gt=0, description="flower_deployment: how long the server waits for every client to join"
+        600.0,
+        gt=0,
+        description="Flower: how long the server waits for every client to answer (deployment: to join; "
+        "simulation: for Ray to start the workers, which on a loaded machine can take minutes)",
     )
 
     @model_validator(mode="after")

@@ -450,6 +450,7 @@ def make_transport(cfg: ExperimentConfig, prep: Prepared, spec: LocalTrainingSpe
             workers=t.workers,
             worker_cpus=t.worker_cpus,
             job_timeout_s=t.job_timeout_s,
+            wait_for_clients_s=t.wait_for_clients_s,
         )
     if cfg.transport.name == "flower_deployment":  # inside the ServerApp that `fedlora serve` starts
         from fedlora.flower import require_flower

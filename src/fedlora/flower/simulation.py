@@ -28,8 +28,9 @@ class FlowerSimulationTransport(FlowerTransport):
         workers: int = 2,
         worker_cpus: float = 1.0,
         job_timeout_s: float | None = None,
+        wait_for_clients_s: float = 600.0,
     ):
-        super().__init__(run_config, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=60.0)
+        super().__init__(run_config, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_for_clients_s)
         self.workers = workers
         self.worker_cpus = worker_cpus
 

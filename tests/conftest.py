@@ -37,6 +37,25 @@ ASYNC_HETERO = [
 ]
 
 
+class Killed(RuntimeError):
+    """A simulated kill of the server process, raised from `on_version`."""
+
+
+def run_killed(cfg, out: Path, at_version: int) -> None:
+    """Run `cfg` into `out` until the process is "killed" when the global model reaches `at_version`.
+
+    What the run saved by then (checkpoint, events) is what `run_experiment(..., resume=True)` starts from.
+    """
+    from fedlora.experiment import run_experiment
+
+    def kill(server) -> None:
+        if server.version == at_version:
+            raise Killed(f"killed at version {at_version}")
+
+    with pytest.raises(Killed):
+        run_experiment(cfg, out=out, on_version=kill)
+
+
 @pytest.fixture(scope="session")
 def glue_dir() -> Path:
     if not (GLUE / "MRPC" / "train.tsv").is_file():

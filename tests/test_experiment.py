@@ -9,10 +9,7 @@ from fedlora.cli import app
 from fedlora.errors import ConfigError
 from fedlora.experiment import deterministic_view, run_experiment
 from fedlora.io.rundir import read_events
-
-
-class Crash(RuntimeError):
-    pass
+from tests.conftest import run_killed
 
 
 def test_same_config_and_seed_give_identical_summaries(tiny_config, tmp_path):
@@ -29,12 +26,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_numbers(tiny_config, 
     cfg = tiny_config("stop.versions=4", "schedule.per_round=2")
     full = run_experiment(cfg, out=tmp_path / "full")
 
-    def crash_at_2(server):
-        if server.version == 2:
-            raise Crash("killed")
-
-    with pytest.raises(Crash):
-        run_experiment(cfg, out=tmp_path / "killed", on_version=crash_at_2)
+    run_killed(cfg, tmp_path / "killed", at_version=2)
     assert not (tmp_path / "killed" / "summary.json").exists()
     resumed = run_experiment(cfg, out=tmp_path / "killed", resume=True)
     assert deterministic_view(resumed) == deterministic_view(full)

@@ -7,13 +7,9 @@ from fedlora.config import load_config
 from fedlora.experiment import deterministic_view, prepare, run_experiment
 from fedlora.io.rundir import read_events
 
-from .conftest import REPO
+from .conftest import REPO, run_killed
 
 LOCAL = ["eval.local_val_share=0.25", "training.threads=1"]
-
-
-class Crash(RuntimeError):
-    pass
 
 
 def test_the_local_split_is_carved_from_each_partition_and_not_trained_on(tiny_config):
@@ -49,12 +45,7 @@ def test_a_killed_run_with_local_metrics_resumes_to_the_same_numbers(tiny_config
     cfg = tiny_config(*LOCAL, "stop.versions=3", "schedule={name: fedbuff, buffer_size: 2, concurrency: 3}")
     full = run_experiment(cfg, out=tmp_path / "full")
 
-    def crash_at_2(server):
-        if server.version == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_experiment(cfg, out=tmp_path / "killed", on_version=crash_at_2)
+    run_killed(cfg, tmp_path / "killed", at_version=2)
     resumed = run_experiment(cfg, out=tmp_path / "killed", resume=True)
     assert deterministic_view(resumed) == deterministic_view(full)
     assert resumed["local"]["final"]["clients"] == full["local"]["final"]["clients"]

@@ -10,6 +10,7 @@ from fedlora.errors import ConfigError
 from fedlora.experiment import deterministic_view, run_experiment
 from fedlora.lora.init import fresh_adapter
 from tests.aggregators.common import SHAPES, dense_sum, mixed_terms, random_adapter
+from tests.conftest import run_killed
 
 
 def test_flora_stacking_is_exact_and_the_rank_grows():
@@ -53,14 +54,6 @@ def test_flora_run_merges_into_the_base_and_resumes_exactly(tiny_config, tmp_pat
     assert all(e["bytes"] > min(f["bytes"] for f in first if f["rank"] == e["rank"]) for e in later)
     assert (tmp_path / "straight" / "merged_base_delta.safetensors").is_file()
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_2(server):
-        if server.version == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_experiment(tiny_config(*overrides), out=tmp_path / "resumed", on_version=crash_at_2)
+    run_killed(tiny_config(*overrides), tmp_path / "resumed", at_version=2)
     resumed = run_experiment(tiny_config(*overrides), out=tmp_path / "resumed", resume=True)
     assert deterministic_view(resumed) == deterministic_view(straight)

@@ -4,6 +4,7 @@ import pytest
 
 from fedlora.experiment import deterministic_view, run_experiment
 from fedlora.io.rundir import read_events
+from tests.conftest import run_killed
 
 WORLD = [
     "stop.versions=null",
@@ -19,10 +20,6 @@ WORLD = [
 ]
 
 
-class Crash(RuntimeError):
-    pass
-
-
 @pytest.mark.slow
 def test_fedfa_in_a_faulty_world_writes_time_metrics_and_resumes_exactly(tiny_config, tmp_path):
     cfg = tiny_config(*WORLD, "schedule={name: fedfa, window: 2}")
@@ -34,12 +31,7 @@ def test_fedfa_in_a_faulty_world_writes_time_metrics_and_resumes_exactly(tiny_co
     assert totals["busy_fraction"] + totals["idle_fraction"] + totals["offline_fraction"] == pytest.approx(1, abs=1e-5)
     assert [p["virtual_s"] for p in full["history"]] == [0, 3, 6, 9, 12, 14]
 
-    def crash_at_3(server):
-        if server.version == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_experiment(cfg, out=tmp_path / "killed", on_version=crash_at_3)
+    run_killed(cfg, tmp_path / "killed", at_version=3)
     resumed = run_experiment(cfg, out=tmp_path / "killed", resume=True)
     assert deterministic_view(resumed) == deterministic_view(full)
     strip = lambda evs: [{k: v for k, v in e.items() if k != "real_s"} for e in evs]  # noqa: E731

@@ -16,7 +16,7 @@ import torch
 from fedlora.engine.server import StopRules
 from fedlora.io.state import load_adapter, load_state, save_state
 from fedlora.schedules.fedbuff import FedBuff, FedBuffOptions
-from tests.conftest import ASYNC_HETERO
+from tests.conftest import ASYNC_HETERO, run_killed
 from tests.engine.fakes import FakeTransport, curve, make_server, of_kind
 from tests.engine.malicious import EXPECTED_REASON, MaliciousTransport
 
@@ -171,15 +171,7 @@ def test_a_real_server_killed_mid_run_resumes_to_the_same_summary(tiny_config, t
     cfg = tiny_config(*REAL, "stop.versions=4")
     full = run_experiment(cfg, out=tmp_path / "full")
 
-    class Killed(RuntimeError):
-        pass
-
-    def kill_at_3(server):
-        if server.version == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        run_experiment(cfg, out=tmp_path / "killed", on_version=kill_at_3)
+    run_killed(cfg, tmp_path / "killed", at_version=3)
     state = load_state(tmp_path / "killed" / "checkpoints" / "checkpoint")
     assert state["in_flight"]  # the checkpoint holds jobs in flight
     resumed = run_experiment(cfg, out=tmp_path / "killed", resume=True)

@@ -176,8 +176,14 @@ class TaskRunner:
             try:
                 if reply is not None and context is not None:
                     push_message(client, reply, context)
-            finally:
+            except Exception as exc:  # e.g. the server restarted mid-push (ObjectPushError): it times the job out
+                log.warning("reply not delivered (%s: %s); the server fails the job", type(exc).__name__, exc)
+                status, details = SubStatus.FAILED, f"reply not delivered: {exc}"
+            try:
                 push_task_output(client, context, status, details)
+            except Exception as exc:  # the task's run may be gone with a restarted server; the node goes on
+                log.warning("could not close the task (%s: %s)", type(exc).__name__, exc)
+            finally:
                 heartbeat.stop()
                 client.close()
 
@@ -220,7 +226,10 @@ def join(
         while node.poll() is None:
             token = _try(runner.acquire)
             if token:
-                runner.run(token)
+                try:
+                    runner.run(token)
+                except Exception:  # one job lost (its server times it out), never the client: it keeps serving
+                    log.exception("client %d: a task failed outside the ClientApp; serving on", client_id)
             else:
                 time.sleep(poll_s)
     finally:

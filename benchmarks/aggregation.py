@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from common import RESULTS
+
 D = 1024
 FULL_LAYERS = 48
 MEAN_RANK = 9.0  # ranks uniform in 2..16

@@ -20,14 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-GLUE = REPO.parent / "shared" / "data" / "glue"
+from common import REPO, RESULTS, data_dir
 
 
 def overrides(quick: bool, workers: int, threads: int) -> list[str]:
     common = [
-        f"task.data_dir={GLUE}",
+        f"task.data_dir={data_dir()}",
         "output.progress=false",
         f"training.threads={threads}",
         "clients.count=4",

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from fedlora.cli import app
@@ -105,3 +106,18 @@ def test_cli_run_prints_a_summary_line_and_rejects_bad_config(glue_dir, tmp_path
     bad = runner.invoke(app, ["run", "configs/tiny.yaml", "--set", "aggregator.name=nope"])
     assert bad.exit_code == 2
     assert "aggregator.name: unknown aggregator 'nope'" in bad.output
+
+
+def test_the_run_seed_reaches_the_aggregator_so_ffa_freezes_a_different_A_per_seed(tiny_config, tmp_path):
+    from fedlora.io.state import load_adapter
+
+    def frozen_A(seed: int, run: str):
+        cfg = tiny_config("aggregator.name=ffa", "stop.versions=1", f"seed={seed}")
+        run_experiment(cfg, out=tmp_path / run)
+        adapter = load_adapter(tmp_path / run / "global_adapter.safetensors")
+        return {name: f.A for name, f in adapter.layers.items()}
+
+    a0, a0_again, a1 = frozen_A(0, "a"), frozen_A(0, "b"), frozen_A(1, "c")
+    assert a0 and a0.keys() == a1.keys()
+    assert all(torch.equal(a0[k], a0_again[k]) for k in a0)
+    assert not any(torch.allclose(a0[k], a1[k]) for k in a0)

@@ -3,10 +3,53 @@
 Stable public API for users' scripts::
 
     from fedlora import Adapter, get_aggregator
+
+The names are imported on first use (PEP 562), not here: importing `fedlora` (and so `fedlora --help`)
+must not pay for torch, which `Adapter` and the aggregators need.
 """
 
-from fedlora.aggregators import get_aggregator
-from fedlora.lora.adapter import Adapter, LoRAFactors
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+# OpenMP threads that finish their share of a matrix product spin, waiting for the next one. When another
+# process holds a core (a second run, a test, a benchmark), torch's threads spin against it and a step took
+# 100x longer (benchmarks/threads_under_load.py). A passive wait costs nothing measurable on an idle machine,
+# so it is the default; it must be set before torch loads its OpenMP runtime, i.e. before `import torch`.
+# Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["Adapter", "LoRAFactors", "__version__", "get_aggregator"]
+
+# peft (up to 0.21) reads transformers' deprecated `is_gradient_checkpointing` in PeftModel.__init__, which
+# under transformers 5 prints a FutureWarning on every run (and every Flower worker). fedlora never uses
+# gradient checkpointing and cannot change peft's call, so exactly that warning is ignored.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`is_gradient_checkpointing` is deprecated",
+    category=FutureWarning,
+    module=r"transformers\.modeling_utils",
+)
+
+_LAZY = {
+    "Adapter": "fedlora.lora.adapter",
+    "LoRAFactors": "fedlora.lora.adapter",
+    "get_aggregator": "fedlora.aggregators",
+}
+
+if TYPE_CHECKING:
+    from fedlora.aggregators import get_aggregator
+    from fedlora.lora.adapter import Adapter, LoRAFactors
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fedlora' has no attribute {name!r}")

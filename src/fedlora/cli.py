@@ -7,13 +7,41 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from fedlora import partition_report, research_cli
+from fedlora import __version__, catalog, partition_report, research_cli
 from fedlora.errors import FedLoraError
 from fedlora.flower import commands as flower_commands
 
+# Heavy modules (torch, transformers, flwr) are imported inside the commands, never here: `fedlora --help`
+# and `fedlora --version` must answer at once.
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated LoRA fine-tuning of language models.")
 console = Console()
+
+
+def print_error(exc: BaseException) -> None:
+    """One `error:` line; the message is escaped, so brackets in it (`fedlora[flower]`, `a[/b]`) print as typed."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+
+
+def say(text: str) -> None:
+    """A notice of the run (resuming, starting fresh), printed as plain text."""
+    console.print(escape(text), soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedlora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print fedlora's version and exit"
+    ),
+) -> None:
+    """Federated LoRA fine-tuning of language models."""
 
 
 @app.command()
@@ -29,9 +57,9 @@ def run(
 
     try:
         cfg = load_config(config, set_)
-        summary = run_experiment(cfg, out=out, resume=resume)
+        summary = run_experiment(cfg, out=out, resume=resume, say=say)
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
     final = summary["final"] or {"metrics": {}}
     metrics = " ".join(f"{k}={v:.4f}" for k, v in final["metrics"].items() if k != "loss")
@@ -52,17 +80,25 @@ def show_config(
     try:
         typer.echo(dump_config(load_config(config, set_)))
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from None
 
 
 @app.command()
 def summary(run_dir: Path = typer.Argument(...)) -> None:
     """Print a run directory's summary.json."""
-    typer.echo(json.dumps(json.loads((run_dir / "summary.json").read_text()), indent=2))
+    from fedlora.io.rundir import RunDir
+
+    try:
+        summary = RunDir(run_dir).finished_summary()
+    except FedLoraError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(summary, indent=2))
 
 
 # Commands implemented in their own modules register here, one line each.
+app.command("methods")(catalog.methods_command)
 app.command("partition")(partition_report.partition_command)
 app.command("compare")(research_cli.compare)
 app.command("report")(research_cli.report)

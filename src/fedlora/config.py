@@ -7,6 +7,7 @@ or partitioner in one file also adds its config section.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +43,24 @@ class NamedChoice(BaseModel):
         try:
             reg.get(self.name).Options.model_validate(self.model_extra or {})
         except ValidationError as exc:
-            raise ValueError("\n".join(_format_errors(exc, prefix=""))) from None
+            raise ValueError("\n".join(_format_errors(exc, prefix="", foreign=self._foreign_option))) from None
         return self
+
+    def _foreign_option(self, key: str) -> str | None:
+        """For a key the chosen implementation does not take but another one does: what to tell the user.
+
+        The usual cause is switching `name` (`--set schedule.name=fedbuff`) on a section written for another
+        implementation; "unknown key, check the spelling" would send the user looking for a typo.
+        """
+        reg = self._registry
+        owners = [n for n in reg.names() if n != self.name and key in reg.get(n).Options.model_fields]
+        if not owners:
+            return None
+        takes = ", ".join(reg.get(self.name).Options.model_fields) or "no options"
+        return (
+            f"{key} is an option of {', '.join(owners)}; {self.name} takes: {takes} "
+            f"(drop {key} when switching to {self.name})"
+        )
 
     @property
     def options(self) -> dict[str, Any]:
@@ -98,15 +115,126 @@ class PromptConfig(Strict):
         return self
 
 
+GLUE_TASKS = ("mrpc", "rte", "qqp")
+OWN_DATA_TASKS = ("text_classification", "instruction")  # a user's own files or hub dataset (docs/own-data.md)
+
+
+class HubConfig(Strict):
+    """A Hugging Face hub dataset, read with `datasets.load_dataset(dataset, config, revision=...)`."""
+
+    dataset: str = Field(description="hub name, e.g. ag_news or databricks/databricks-dolly-15k")
+    config: str | None = Field(None, description="the dataset's configuration (subset), if it has several")
+    revision: str | None = Field(None, description="a branch, tag or commit; null = the default branch")
+
+
+class SplitsConfig(Strict):
+    """Which rows train and which validate (text_classification, instruction)."""
+
+    train: str = Field(
+        "train",
+        description="the training split: a hub split, or in a task.data_dir directory the file <train>.csv, "
+        ".tsv, .json, .jsonl or .parquet (or a file's full name)",
+    )
+    dev: str | None = Field("validation", description="the validation split, named like train; null: dev_share")
+    dev_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="hold out this share of the training rows as the validation split: for a single file, or "
+        "with dev: null",
+    )
+    seed: int = Field(
+        0,
+        description="seed of the dev_share hold-out; not the run's seed, so every seed of a grid validates on "
+        "the same rows",
+    )
+
+
+class ColumnsConfig(Strict):
+    """Column names in the user's data: text/label (text_classification) or instruction columns."""
+
+    text: list[str] = Field(
+        default_factory=lambda: ["text"],
+        min_length=1,
+        max_length=2,
+        description="text_classification: one text column, or two for sentence pairs (premise, hypothesis)",
+    )
+    label: str = Field("label", description="text_classification: the label column (strings or integers)")
+    instruction: str = Field("instruction", description="instruction: the instruction column")
+    input: str | None = Field(
+        "input",
+        description="instruction: the optional input/context column (Dolly: context); the default is used "
+        "where the data has it; null = no input",
+    )
+    response: str = Field("output", description="instruction: the response column (Alpaca: output, Dolly: response)")
+    messages: str | None = Field(
+        None,
+        description="instruction: a column of chat messages [{role, content}, ...] ending in a user turn and the "
+        "assistant's reply, instead of instruction/input/response; written with the chat template",
+    )
+    choices: str | None = Field(
+        None,
+        description="instruction: a column listing each row's candidate answers; the response is one of them "
+        "(text or index); adds choice accuracy",
+    )
+
+
+# which task.name reads each own-data field (a value other than its default elsewhere is refused)
+_CLASSIFICATION_ONLY = ("labels", "columns.text", "columns.label")
+_INSTRUCTION_ONLY = (
+    "template",
+    "chat_template",
+    "exact_match_tokens",
+    "columns.instruction",
+    "columns.input",
+    "columns.response",
+    "columns.messages",
+    "columns.choices",
+)
+_OWN_DATA_ONLY = ("hub", "splits.train", "splits.dev", "splits.dev_share", "splits.seed")
+
+
 class TaskConfig(Strict):
-    name: Literal["mrpc", "rte", "qqp"] = "mrpc"
+    name: Literal["mrpc", "rte", "qqp", "text_classification", "instruction"] = Field(
+        "mrpc",
+        description="a GLUE task (mrpc, rte, qqp), or your own data: text_classification (any labelled text) or "
+        "instruction (instruction/response pairs for a decoder LM); docs/own-data.md",
+    )
     kind: Literal["classification", "causal_lm"] = Field(
         "classification",
         description="classification: a sequence-classification head; causal_lm: a decoder LM trained on the "
-        "prompt's answer tokens and scored by the likelier answer",
+        "prompt's answer tokens and scored by the likelier answer (task.name instruction: always causal_lm)",
     )
     prompt: PromptConfig | None = Field(None, description="causal_lm only: prompt template and answer overrides")
-    data_dir: str | None = Field(None, description="GLUE root or task folder; else env FEDLORA_DATA_DIR, else the hub")
+    data_dir: str | None = Field(
+        None,
+        description="GLUE: the GLUE root or task folder, else env FEDLORA_DATA_DIR, else the hub. "
+        "text_classification/instruction: a CSV, TSV, JSON, JSONL or Parquet file, or a directory of split files",
+    )
+    hub: HubConfig | None = Field(
+        None, description="text_classification/instruction: a Hugging Face hub dataset instead of task.data_dir"
+    )
+    splits: SplitsConfig = Field(SplitsConfig(), description="text_classification/instruction: the splits")
+    columns: ColumnsConfig = Field(ColumnsConfig(), description="text_classification/instruction: column names")
+    labels: list[str | int] | None = Field(
+        None,
+        description="text_classification: every class in id order (label k = labels[k]); null = the sorted "
+        "distinct training labels (numeric when all are integers)",
+    )
+    template: str = Field(
+        "alpaca",
+        description="instruction with columns: alpaca (Stanford Alpaca's prompts), chat (the tokenizer's chat "
+        "template, instruction and input as the user turn), or a prompt with {instruction} and optionally {input}",
+    )
+    chat_template: str | None = Field(
+        None, description="instruction: a Jinja chat template to use instead of the tokenizer's own"
+    )
+    exact_match_tokens: int = Field(
+        16,
+        ge=0,
+        description="instruction: references of at most this many tokens (end of turn included) are also scored "
+        "by exact match (greedy decoding reproduces them); 0 = off",
+    )
     max_length: int = Field(128, ge=8, le=4096, description="tokens per pair after truncation")
     train_limit: int | None = Field(None, ge=2, description="use a seeded random subset of this many training pairs")
     dev_limit: int | None = Field(None, ge=2, description="use the first N dev pairs (a fixed slice)")
@@ -119,6 +247,87 @@ class TaskConfig(Strict):
                 "or set task.kind=causal_lm"
             )
         return self
+
+    @model_validator(mode="after")
+    def _own_data(self) -> TaskConfig:
+        changed = self._changed_fields()
+        readers = dict.fromkeys(_OWN_DATA_ONLY, OWN_DATA_TASKS)
+        readers.update(dict.fromkeys(_CLASSIFICATION_ONLY, ("text_classification",)))
+        readers.update(dict.fromkeys(_INSTRUCTION_ONLY, ("instruction",)))
+        for key in changed:
+            if self.name not in readers[key]:
+                raise ValueError(
+                    f"{key}: only task.name {' or '.join(readers[key])} reads it (task.name is {self.name}); remove it"
+                )
+        if self.name in GLUE_TASKS:
+            return self
+        if (self.data_dir is None) == (self.hub is None):
+            raise ValueError(
+                f"data_dir: task.name={self.name} reads your own data: set task.data_dir to a data file or a "
+                "directory of split files, or task.hub.dataset to a Hugging Face dataset (one of the two)"
+                if self.data_dir is None
+                else "hub: set task.data_dir or task.hub, not both"
+            )
+        if self.prompt is not None:
+            raise ValueError(
+                "prompt: task.prompt writes GLUE pairs as prompts; task.name=instruction writes its prompts with "
+                "task.template, text_classification needs none: remove task.prompt"
+            )
+        if self.name == "text_classification":
+            self._check_classification()
+        else:
+            self._check_instruction()
+        return self
+
+    def _changed_fields(self) -> list[str]:
+        """The own-data fields (dotted, relative to task) whose value differs from the default."""
+        out = []
+        for key in (*_OWN_DATA_ONLY, *_CLASSIFICATION_ONLY, *_INSTRUCTION_ONLY):
+            section, _, leaf = key.rpartition(".")
+            owner = getattr(self, section) if section else self
+            default = type(owner).model_fields[leaf].get_default(call_default_factory=True)
+            if getattr(owner, leaf) != default:
+                out.append(key)
+        return out
+
+    def _check_classification(self) -> None:
+        if self.kind != "classification":
+            raise ValueError(
+                "kind: text_classification trains a classification head (task.kind: classification); for a "
+                "decoder LM use task.name=instruction, with a choices column for a fixed set of answers"
+            )
+        text = self.columns.text
+        if len(set(text)) != len(text) or self.columns.label in text:
+            raise ValueError(
+                f"columns.text: {text} must name different columns, none of them the label column "
+                f"{self.columns.label!r}"
+            )
+        if self.labels is not None:
+            names = [str(v) for v in self.labels]
+            if len(names) < 2 or len(set(names)) != len(names):
+                raise ValueError(f"labels: list two or more different classes in id order (got {names})")
+
+    def _check_instruction(self) -> None:
+        if self.kind != "causal_lm":
+            if "kind" in self.model_fields_set:
+                raise ValueError(
+                    "kind: task.name=instruction trains a decoder LM on the responses (task.kind: causal_lm); "
+                    "remove task.kind, or use task.name=text_classification for a classification head"
+                )
+            self.__dict__["kind"] = "causal_lm"  # the only kind an instruction task has; no re-validation needed
+        from fedlora.data.instruction_tokens import check_template
+
+        check_template(self.template)
+        if self.columns.messages is not None and self.template != "alpaca":
+            raise ValueError(
+                "template: a messages column is written with the chat template (the tokenizer's, or "
+                "task.chat_template); remove task.template"
+            )
+        if self.chat_template is not None and self.columns.messages is None and self.template != "chat":
+            raise ValueError(
+                "chat_template: only a messages column or task.template: chat uses a chat template; remove "
+                "task.chat_template, or set task.template: chat"
+            )
 
 
 class ModelConfig(Strict):
@@ -135,6 +344,18 @@ class ModelConfig(Strict):
     gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (needs the gguf package)")
     tokenizer: str | None = Field(
         None, description="name or path of the tokenizer when it differs from `name`; null = `name` (and gguf_file)"
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="dtype of the frozen base weights; adapters and head always train in float32 and aggregation "
+        "runs in float32/float64. bfloat16 is about 2x faster on CPUs with AVX-512 BF16 (docs/results.md); "
+        "float16 is for GPUs",
+    )
+    pooling: Literal["cls", "cls_trained", "mean"] = Field(
+        "cls",
+        description="classification encoders: what feeds the head. cls: the architecture's own pooler on [CLS], "
+        "frozen; cls_trained: that pooler trained and exchanged with the head; mean: masked mean of the last "
+        "hidden states (how sentence embedders such as all-MiniLM-L6-v2 were trained)",
     )
 
 
@@ -204,6 +425,19 @@ class TrainingConfig(Strict):
     step_seconds: float | Literal["calibrate"] = Field(
         1.0, description="virtual seconds of one local step at speed 1; 'calibrate' measures it once"
     )
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="learning-rate decay over the whole run (as transformers' get_*_schedule_with_warmup), "
+        "indexed by the job's start version plus its local progress: lr(p) for p = position / stop.versions",
+    )
+    warmup_ratio: float = Field(
+        0.0, ge=0, lt=1, description="share of the run over which lr rises linearly from 0 (needs stop.versions)"
+    )
+    group_by_length: bool = Field(
+        False,
+        description="batches of similar length within each job (transformers' group_by_length): less padding; "
+        "seeded like the batch order, so still deterministic",
+    )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null = torch's default")
 
     @model_validator(mode="after")
@@ -238,7 +472,11 @@ class EvalConfig(Strict):
         default_factory=list, description="virtual seconds at which summary.json reports the metrics (at_time)"
     )
     batch_size: int = Field(64, ge=1)
-    metric: Literal["accuracy", "f1"] = Field("accuracy", description="the metric for target and best")
+    metric: Literal["accuracy", "f1", "macro_f1", "exact_match"] = Field(
+        "accuracy",
+        description="the metric for target and best (higher is better); f1: two classes; macro_f1: "
+        "text_classification; exact_match: instruction with short references",
+    )
     local_val_share: float = Field(
         0.0,
         ge=0,
@@ -412,6 +650,12 @@ class ExperimentConfig(Strict):
                 "give one public key per client, in client-id order"
             )
         stop = self.stop
+        t = self.training
+        if (t.lr_schedule != "constant" or t.warmup_ratio > 0) and stop.versions is None:
+            raise ValueError(
+                f"training.lr_schedule={t.lr_schedule} (warmup_ratio={t.warmup_ratio}) runs over stop.versions, "
+                "which is null; set stop.versions, or lr_schedule: constant with warmup_ratio: 0"
+            )
         if not stop.stop_at_target and all(v is None for v in (stop.versions, stop.virtual_seconds, stop.samples)):
             raise ValueError("stop: stop_at_target is false, so also set versions, virtual_seconds or samples")
         try:
@@ -429,6 +673,11 @@ class ExperimentConfig(Strict):
                 f"task.kind=causal_lm needs a causal (decoder) LM, but model.name={self.model.name} is an encoder; "
                 "set model.name to a decoder (e.g. SmolLM2, see configs/decoder/) or random_init.model_type: llama"
             )
+        if self.task.kind == "causal_lm" and self.model.pooling != "cls":
+            raise ValueError(
+                f"model.pooling={self.model.pooling} applies to classification encoders; a causal LM scores its "
+                "answer tokens, so remove model.pooling or set task.kind=classification"
+            )
         if from_scratch and self.task.kind != "causal_lm":
             raise ValueError(
                 "model.random_init.model_type builds a decoder from scratch, which only task.kind=causal_lm uses; "
@@ -436,13 +685,21 @@ class ExperimentConfig(Strict):
             )
 
 
-def _format_errors(exc: ValidationError, prefix: str) -> list[str]:
-    """One 'dotted.field: message' line per error; nested named-choice errors keep their own field names."""
+def _format_errors(exc: ValidationError, prefix: str, foreign: Callable[[str], str | None] | None = None) -> list[str]:
+    """One 'dotted.field: message' line per error; nested named-choice errors keep their own field names.
+
+    `foreign(key)` explains a top-level key that belongs to another implementation of a named choice.
+    """
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         if err["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key (check the spelling; `fedlora config-reference` lists every field)")
+            hint = foreign(str(err["loc"][-1])) if foreign is not None and len(err["loc"]) == 1 else None
+            lines.append(
+                f"{loc}: {hint}"
+                if hint
+                else f"{loc}: unknown key (check the spelling; `fedlora config-reference` lists every field)"
+            )
         elif err["type"] == "value_error":
             for part in str(err["ctx"]["error"]).splitlines():
                 field, sep, rest = part.partition(": ")
@@ -472,7 +729,89 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set schedule.per_round=5")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return key.strip(), None
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {text!r}: the value is not valid YAML ({_yaml_problem(exc)}); close its brackets or quotes, "
+            f"or quote the whole value as a string: --set '{key.strip()}=\"...\"'"
+        ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's problem text on one line, e.g. \"expected ',' or '}', but got '<stream end>'\"."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    text = f"{context}: {problem}" if context else str(problem)
+    return " ".join(text.split())
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file, or a ConfigError that names the file (and line) and the fix."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(p.glob("*.yaml"))[:3]
+        hint = f" such as {', '.join(str(f) for f in found)}" if found else ""
+        raise ConfigError(f"config {p} is a directory; give a YAML config file{hint}")
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: cannot read it ({exc.strerror}); check its permissions") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the config as UTF-8"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+        raise ConfigError(
+            f"{where}: YAML syntax error ({_yaml_problem(exc)}); fix the indentation, a missing ':' or an "
+            "unclosed bracket or quote there"
+        ) from None
+    if raw is None:
+        raise ConfigError(
+            f"{p} is empty (or only comments); a config lists what it changes from the defaults, e.g. "
+            "`task: {name: rte}`; to run every default on purpose, write `{}` in it"
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of sections")
+    return raw
+
+
+def drop_foreign_options(raw: dict[str, Any], section: str) -> list[str]:
+    """Drop the keys of named-choice `section` that are options of another implementation, not the chosen one.
+
+    For a grid that varies `section.name` (`fedlora compare --vary schedule.name=fedavg,fedbuff`): the base
+    config and `--set` may give every method's options at once, and each cell keeps those its method takes.
+    A key no implementation takes is kept, so a typo is still reported. Returns the dropped keys.
+    """
+    model: Any = ExperimentConfig
+    node: Any = raw
+    for part in section.split("."):
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+        node = node.get(part) if isinstance(node, dict) else None
+    if not (isinstance(model, type) and issubclass(model, NamedChoice)) or not isinstance(node, dict):
+        return []
+    registry: Registry = model.__private_attributes__["_registry"].default
+    name = node.get("name", model.model_fields["name"].default)
+    if not isinstance(name, str) or name not in registry:
+        return []
+    takes = set(registry.get(name).Options.model_fields)
+    others = {k for n in registry.names() if n != name for k in registry.get(n).Options.model_fields}
+    dropped = [k for k in node if k != "name" and k not in takes and k in others]
+    for k in dropped:
+        del node[k]
+    return dropped
 
 
 def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
@@ -482,18 +821,20 @@ def validate_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_format_errors(exc, prefix=""))) from None
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        raw = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of sections")
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, switched: Sequence[str] = ()
+) -> ExperimentConfig:
+    """The config file with `--set` overrides applied, validated.
+
+    `switched`: named-choice sections whose `name` the caller varies (a `fedlora compare` grid); their
+    options of other implementations are dropped (`drop_foreign_options`) instead of refused.
+    """
+    raw: dict[str, Any] = read_config_file(path) if path is not None else {}
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
+    for section in switched:
+        drop_foreign_options(raw, section)
     return validate_config(raw)
 
 

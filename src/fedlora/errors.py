@@ -21,3 +21,16 @@ class UpdateRejected(FedLoraError, ValueError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+class CheckpointError(FedLoraError):
+    """A checkpoint file is truncated or corrupt (a full disk, a copy cut short, a damaged file)."""
+
+    def __init__(self, path: object, reason: str, fix: str = ""):
+        super().__init__(f"checkpoint file {path} is unreadable ({reason})" + (f"; {fix}" if fix else ""))
+        self.path = path
+        self.reason = reason
+
+
+class RunDirError(FedLoraError):
+    """The run directory cannot be written: read-only, not a directory, or the disk is full."""

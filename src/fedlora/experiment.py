@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -16,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from fedlora.aggregators import AGGREGATORS, get_aggregator
 from fedlora.clients.availability import Availability
 from fedlora.clients.bandwidth import draw_bandwidth
 from fedlora.clients.ranks import RANK_POLICIES
 from fedlora.clients.speeds import draw_speeds
-from fedlora.config import ExperimentConfig, dump_config, load_config
-from fedlora.data.glue import TextPairs, load_glue, task_spec
+from fedlora.config import OWN_DATA_TASKS, ExperimentConfig, dump_config, load_config
+from fedlora.data.glue import TextPairs, data_fingerprint, load_glue, task_spec
+from fedlora.data.instruction_tokens import TokenizedInstructions, tokenize_instructions
 from fedlora.data.local_split import carve_local_validation
+from fedlora.data.own_data import check_metric, load_own_data, own_data_fingerprint
 from fedlora.data.partitioners import PARTITIONERS, Corruption, Partitioner, PartitionInputs
 from fedlora.data.prompts import TokenizedPrompts, prompt_spec, tokenize_prompts
 from fedlora.data.tokenized import TokenizedData, tokenize_pairs
@@ -36,13 +38,14 @@ from fedlora.engine.server import ClientWorld, Server, StopRules
 from fedlora.engine.transport.base import Transport
 from fedlora.engine.transport.inprocess import InProcessTransport
 from fedlora.errors import ConfigError
-from fedlora.io.rundir import EventLog, RunDir
-from fedlora.io.state import load_state, save_adapter, save_state
+from fedlora.io.rundir import EventLog, RunDir, writing
+from fedlora.io.state import follow_umask, save_adapter, save_tensors
 from fedlora.io.tensorboard import require_tensorboard, with_tensorboard
 from fedlora.jobs import Job
 from fedlora.lora.adapter import Adapter
 from fedlora.lora.init import fresh_adapter
 from fedlora.models.loading import default_target_modules, load_causal_lm, load_classifier, load_tokenizer
+from fedlora.models.pooling import trainable_modules
 from fedlora.schedules import SCHEDULES
 from fedlora.seeding import numpy_rng, seed_torch, torch_generator
 from fedlora.training.causal import accepts_logits_to_keep
@@ -52,6 +55,8 @@ from fedlora.training.local import LocalTrainingSpec, train_local
 
 if TYPE_CHECKING:
     from fedlora.partition_report import PartitionReport
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,6 +88,7 @@ class PreparedData:
     metric_names: tuple[str, ...]
     seed: int
     partition_name: str
+    label_names: tuple[str, ...] | None = None  # text_classification: the class of each label id (recorded)
 
 
 def get_aggregator_class(name: str):
@@ -94,7 +100,15 @@ def default_run_name(cfg: ExperimentConfig) -> str:
 
 
 def tokenize_fn(cfg: ExperimentConfig, tokenizer) -> Callable[[TextPairs], TokenizedData]:
-    """TextPairs -> the tokenised split of the task's kind: sentence pairs, or prompts with yes/no answers."""
+    """TextPairs -> the tokenised split of the task's kind: sentence pairs, or prompts with yes/no answers.
+
+    Own data: LabelledTexts tokenise as pairs (text_b None: single texts); InstructionExamples as prompt +
+    response (data/instruction_tokens.py).
+    """
+    t = cfg.task
+    if t.name == "instruction":
+        args = (t.max_length, t.template, t.chat_template, t.exact_match_tokens)
+        return lambda examples: tokenize_instructions(tokenizer, examples, *args)
     if cfg.task.kind == "causal_lm":
         prompt = cfg.task.prompt
         spec = prompt_spec(cfg.task.name, prompt.template if prompt else None, prompt.answers if prompt else None)
@@ -104,9 +118,16 @@ def tokenize_fn(cfg: ExperimentConfig, tokenizer) -> Callable[[TextPairs], Token
 
 def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     """Load, tokenise and partition the data; a partitioner's corruption (noise) is applied here."""
-    spec = task_spec(cfg.task.name)
-    train_pairs = load_glue(cfg.task.name, "train", cfg.task.data_dir)
-    dev_pairs = load_glue(cfg.task.name, "dev", cfg.task.data_dir)
+    partitioner = PARTITIONERS.get(cfg.partition.name)(cfg.partition.typed_options(), cfg.seed)
+    label_names = None
+    if cfg.task.name in OWN_DATA_TASKS:  # the user's own files or hub dataset (docs/own-data.md)
+        own = load_own_data(cfg.task, partitioner.needs_columns())
+        train_pairs, dev_pairs, metric_names, label_names = own.train, own.dev, own.metric_names, own.label_names
+        check_metric(cfg.eval.metric, cfg.stop.target_accuracy is not None, own.reported_metrics)
+    else:
+        train_pairs = load_glue(cfg.task.name, "train", cfg.task.data_dir)
+        dev_pairs = load_glue(cfg.task.name, "dev", cfg.task.data_dir)
+        metric_names = task_spec(cfg.task.name).metrics
     if cfg.task.train_limit and cfg.task.train_limit < len(train_pairs):
         keep = np.sort(numpy_rng(cfg.seed, "train-limit").permutation(len(train_pairs))[: cfg.task.train_limit])
         train_pairs = train_pairs.subset(keep)
@@ -119,9 +140,12 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     train = tokenize(train_pairs)
     dev = tokenize(dev_pairs)
 
-    partitioner = PARTITIONERS.get(cfg.partition.name)(cfg.partition.typed_options(), cfg.seed)
     inputs = PartitionInputs(
-        labels=train.labels, lengths=train.lengths, text_a=train_pairs.text_a, text_b=train_pairs.text_b
+        labels=train.labels,
+        lengths=train.lengths,
+        text_a=train_pairs.text_a,
+        text_b=train_pairs.text_b,
+        columns=getattr(train_pairs, "columns", None),
     )
     partitions = partitioner.split(inputs, cfg.clients.count)
     corruption = partitioner.corrupt(inputs, partitions)
@@ -129,7 +153,17 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
         train_pairs = corruption.apply(train_pairs)
         train = corruption.apply_tokenized(train, train_pairs, tokenize)
     return PreparedData(
-        train_pairs, train, dev, partitioner, inputs, partitions, corruption, spec.metrics, cfg.seed, cfg.partition.name
+        train_pairs,
+        train,
+        dev,
+        partitioner,
+        inputs,
+        partitions,
+        corruption,
+        metric_names,
+        cfg.seed,
+        cfg.partition.name,
+        label_names,
     )
 
 
@@ -146,15 +180,18 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
             gguf_file=cfg.model.gguf_file,
             pad_token_id=data.train.pad_id,
             vocab_size=data.train.vocab_size,
+            dtype=cfg.model.dtype,
         )
         check_token_ids(cfg, model, data.train, data.dev)
     else:
         model = load_classifier(
             cfg.model.name,
-            num_labels=2,
+            num_labels=len(data.label_names) if data.label_names else 2,
             random_init=cfg.model.random_init,
             gguf_file=cfg.model.gguf_file,
             pad_token_id=data.train.pad_id,
+            dtype=cfg.model.dtype,
+            pooling=cfg.model.pooling,
         )
     targets = cfg.lora.target_modules or default_target_modules(model.config.model_type)
     host = ModelHost(
@@ -165,6 +202,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         train_head=cfg.lora.train_head,
         max_rank=cfg.lora.rank,
         task_type="CAUSAL_LM" if causal else None,
+        extra_trainables=tuple(trainable_modules(model, cfg.model.pooling)) if not causal else (),
     )
     train = data.train
     if causal and accepts_logits_to_keep(model):  # training needs vocabulary logits at the answer tokens only
@@ -175,11 +213,10 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     return Prepared(cfg, host, train, data.dev, partitions, data.metric_names, data, local_val)
 
 
-def check_token_ids(cfg: ExperimentConfig, model, *splits: TokenizedPrompts) -> None:
+def check_token_ids(cfg: ExperimentConfig, model, *splits: TokenizedPrompts | TokenizedInstructions) -> None:
     """A tokenizer from elsewhere (model.tokenizer) must not produce ids beyond the model's embedding table."""
     rows = int(model.get_input_embeddings().num_embeddings)
-    top = max(max((max(p, default=0) for p in d.input_ids), default=0) for d in splits)
-    top = max(top, *(max(a) for a in splits[0].answer_ids))
+    top = max(d.max_token_id for d in splits)
     if top >= rows:
         raise ConfigError(
             f"model.tokenizer={cfg.model.tokenizer or cfg.model.name!r} produces token id {top}, but the model "
@@ -216,6 +253,10 @@ def training_spec(cfg: ExperimentConfig) -> LocalTrainingSpec:
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         seed=cfg.seed,
+        lr_schedule=t.lr_schedule,
+        warmup_ratio=t.warmup_ratio,
+        total_versions=cfg.stop.versions,
+        group_by_length=t.group_by_length,
     )
 
 
@@ -232,7 +273,15 @@ def partition_report(data: PreparedData) -> PartitionReport:
     """The per-client partition table (fedlora.partition_report), as `fedlora partition` prints it."""
     from fedlora.partition_report import build_report
 
-    return build_report(data.partition_name, data.partitioner, data.inputs, data.partitions, data.corruption, data.seed)
+    return build_report(
+        data.partition_name,
+        data.partitioner,
+        data.inputs,
+        data.partitions,
+        data.corruption,
+        data.seed,
+        data.label_names,
+    )
 
 
 def partition_table(prep: Prepared) -> list[dict[str, Any]]:
@@ -307,31 +356,35 @@ def run_experiment(
     resume: bool = False,
     on_version=None,
     progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) one experiment; returns the summary that is also written to summary.json."""
+    """Run (or resume) one experiment; returns the summary that is also written to summary.json.
+
+    `say` gets the notices a user should see (resuming from version N, starting fresh, falling back to the
+    previous checkpoint); without it they go to the `fedlora.experiment` logger.
+    """
     rd = RunDir(out if out is not None else Path(cfg.output.dir) / (cfg.output.name or default_run_name(cfg)))
     resolved = dump_config(cfg)
-    if rd.path.exists() and any(rd.path.iterdir()):
-        if not resume:
-            raise ConfigError(
-                f"run directory {rd.path} already exists; pass --resume to continue it or --out elsewhere"
-            )
-        if rd.config.is_file() and rd.config.read_text() != resolved:
-            raise ConfigError(
-                f"--resume: the config differs from the one recorded in {rd.config}; "
-                "resume with the same config (or use a new --out)"
-            )
-        if rd.is_finished():
-            return rd.read_json(rd.summary)
+    notify = say or _log.info
+    start = rd.open(resolved, resume, notify)
+    if start == "finished":
+        return rd.read_json(rd.summary)
+    resuming = start == "resume"
+    if cfg.task.name in OWN_DATA_TASKS:
+        data = own_data_fingerprint(cfg.task)
+    else:
+        data = data_fingerprint(cfg.task.name, cfg.task.data_dir)
+    if resuming:
+        rd.check_data(data)
     if cfg.output.tensorboard:
         require_tensorboard()  # a missing package fails now, not after loading the data and the model
-    rd.path.mkdir(parents=True, exist_ok=True)
-    rd.config.write_text(resolved)
+    # nothing is written to the run directory until everything below has validated (model width, ranks,
+    # transport): a run that fails at start-up leaves no directory that would refuse the fixed config
 
     prep = prepare(cfg)
     host = prep.host
     spec = training_spec(cfg)
-    aggregator = get_aggregator(cfg.aggregator.name, rank=cfg.lora.rank, **cfg.aggregator.options)
+    aggregator = get_aggregator(cfg.aggregator.name, rank=cfg.lora.rank, seed=cfg.seed, **cfg.aggregator.options)
     schedule = SCHEDULES.get(cfg.schedule.name)(cfg.schedule.typed_options(), cfg.clients.count, cfg.seed)
     speeds = draw_speeds(cfg.clients.speeds, cfg.clients.count, cfg.seed)
     world = client_world(cfg, prep.partitions, speeds)
@@ -345,7 +398,7 @@ def run_experiment(
         extras=host.head_template(),
     )
 
-    record = rd.read_json(rd.run_record) if resume and rd.run_record.is_file() else {}
+    record = rd.read_json(rd.run_record) if resuming and rd.run_record.is_file() else {}
     if cfg.training.step_seconds == "calibrate":
         if "step_seconds" not in record:
             record["step_seconds"] = calibrate_step_seconds(prep, initial, spec)
@@ -355,10 +408,7 @@ def run_experiment(
     record.setdefault("step_seconds", step_seconds)
     report = partition_report(prep.data) if prep.data is not None else None
     record.setdefault("partition", report.rows if report is not None else partition_table(prep))
-    if report is not None:
-        report.write(rd.path)  # partition.json, partition.md: the same table as `fedlora partition`
-    record["torch_threads"] = torch.get_num_threads()
-    rd.write_json(rd.run_record, record)
+    record.setdefault("data", data)  # where the data came from and its fingerprint: a resume must use the same
 
     cost = CostModel(
         step_seconds=step_seconds,
@@ -376,10 +426,25 @@ def run_experiment(
 
     merge_into_base, extra_state = merging(cfg, aggregator, host)
 
-    state = load_state(rd.checkpoint) if resume and rd.has_checkpoint() else None
-    log = EventLog(rd.events, keep_lines=state["events_written"] if state else None)
-    if cfg.output.tensorboard:
-        log = with_tensorboard(log, rd.path, rd.events)
+    created = not rd.path.exists()
+    if not resuming:
+        rd.create(resolved)
+    try:
+        with writing(rd.path):
+            if report is not None:
+                report.write(rd.path)  # partition.json, partition.md: the same table as `fedlora partition`
+            record["torch_threads"] = torch.get_num_threads()
+            rd.write_json(rd.run_record, record)
+            state = rd.load_checkpoint(notify) if resuming else None
+            if state is not None:
+                notify(f"resuming from version {state['version']} (virtual t={state['clock']['now']:,.1f} s)")
+            log = EventLog(rd.events, keep_lines=state["events_written"] if state else None)
+            if cfg.output.tensorboard:
+                log = with_tensorboard(log, rd.path, rd.events)
+    except BaseException:
+        if not resuming:
+            rd.discard_if_unstarted(created)
+        raise
     show = cfg.output.progress if progress is None else progress
     with Progress(cfg, enabled=show) as bar:
         server = server_class(cfg)(
@@ -404,7 +469,7 @@ def run_experiment(
             time_budgets=cfg.eval.time_budgets,
             faults=faults(cfg),
             checkpoint_every=cfg.output.checkpoint_every,
-            save_checkpoint=lambda st: save_state(rd.checkpoint, st),
+            save_checkpoint=rd.save_checkpoint,
             record=log,
             on_progress=bar.evaluation,
             on_version=_chain(bar.update, on_version),
@@ -425,10 +490,13 @@ def run_experiment(
     if prep.local_val is not None:
         sizes = [len(v) for v in prep.local_val]
         summary["local"] = local_summary(server.history, summary["job_metrics"], cfg.eval.local_val_share, sizes)
-    save_adapter(rd.path / "global_adapter.safetensors", server.global_adapter, {"version": server.version})
-    host.save_peft(server.global_adapter, rd.adapter_dir)
-    if aggregator.merges_into_base:  # the exported adapter only makes sense on top of the merged base
-        save_file(host.base_state(), str(rd.path / "merged_base_delta.safetensors"))
+    with writing(rd.path):
+        save_adapter(rd.path / "global_adapter.safetensors", server.global_adapter, {"version": server.version})
+        host.save_peft(server.global_adapter, rd.adapter_dir)
+        for exported in rd.adapter_dir.glob("*.safetensors"):  # peft writes them with safetensors' mode 0600
+            follow_umask(exported)
+        if aggregator.merges_into_base:  # the exported adapter only makes sense on top of the merged base
+            save_tensors(host.base_state(), rd.path / "merged_base_delta.safetensors")
     rd.write_json(rd.summary, summary)
     return summary
 

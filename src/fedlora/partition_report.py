@@ -7,13 +7,16 @@ mean and quartiles of token length, mean quality score, share of each score bin,
 
 Bins are the partitioner's own (length or quality quantile bins); a partitioner without bins (iid, label,
 quantity) is shown over token-length quartiles. Quality is the partitioner's own score when it skews quality,
-else the `heuristic` score of the text pair, so every table has the same columns.
+else the `heuristic` score of the text pair (the one text of a single-text task), so every table has the same
+columns. A partitioner may add per-client facts (`by_column`: the owners); own-data tasks name their labels;
+clients under the partitioner's `min_size` are listed in the caption (`by_column` keeps them).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +41,9 @@ class PartitionReport:
     quality_score: str | None  # e.g. "quality (heuristic)"
     classes: list[int]
     rows: list[dict[str, Any]]
+    label_names: list[str] | None = None  # label_names[k]: the own-data label whose id is k
+    min_size: int | None = None  # the partitioner's partition.min_size
+    small_clients: list[int] = field(default_factory=list)  # clients holding fewer than min_size examples
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,13 +52,20 @@ class PartitionReport:
     def has_noise(self) -> bool:
         return any("noise" in r for r in self.rows)
 
+    @property
+    def has_owners(self) -> bool:
+        return any("owners" in r for r in self.rows)
+
     def headers(self) -> list[str]:
-        labels = "/".join(str(c) for c in self.classes)
+        names = self.label_names
+        labels = "/".join(names[c] if names and c < len(names) else str(c) for c in self.classes)
         quality = "mean " + (self.quality_score or "quality").replace(" (", "\n(")
         bins = f"bin mix, low->high\nby {self.bin_score}" if self.bin_score else "bin mix"
         cols = ["client", "examples", f"label mix\n({labels})", "length\nmean", "length\nq1/q2/q3", quality, bins]
         if self.has_noise:
             cols.append("corrupted share\n(flipped/shuffled)")
+        if self.has_owners:
+            cols.append("owners")
         return cols
 
     def cells(self, row: dict[str, Any]) -> list[str]:
@@ -72,12 +85,18 @@ class PartitionReport:
         if self.has_noise:
             nz = row.get("noise", {"share": 0.0, "flipped": 0, "shuffled": 0})
             out.append(f"{nz['share']:.2f} ({nz['flipped']}/{nz['shuffled']})")
+        if self.has_owners:
+            out.append(owners_cell(row.get("owners", [])))
         return out
 
     def caption(self) -> str:
         edges = "; ".join(f"{k}: {', '.join(f'{e:.4g}' for e in v)}" for k, v in self.bin_edges.items())
         total = sum(r["examples"] for r in self.rows)
-        return f"partition {self.partition}: {len(self.rows)} clients, {total} examples; bin edges {edges or '-'}"
+        text = f"partition {self.partition}: {len(self.rows)} clients, {total} examples; bin edges {edges or '-'}"
+        if self.small_clients:
+            listed = ", ".join(str(c) for c in self.small_clients)
+            text += f"; clients under partition.min_size={self.min_size} examples (kept, not dropped): {listed}"
+        return text
 
     def to_markdown(self) -> str:
         head = [h.replace("\n", " ") for h in self.headers()]
@@ -109,6 +128,23 @@ class PartitionReport:
         return paths
 
 
+def owners_cell(owners: Sequence[str], width: int = 32) -> str:
+    """One owner by name; several as their count and the first names that fit in `width` characters."""
+    if len(owners) == 1:
+        return str(owners[0])
+    text = f"{len(owners)}: " + ", ".join(str(o) for o in owners)
+    return text if len(text) <= width else text[: width - 3].rstrip(", ") + "..."
+
+
+def _min_size(partitioner: Partitioner | None) -> int | None:
+    """partition.min_size of the partitioner, or of the split under it (noise)."""
+    for p in (partitioner, getattr(partitioner, "base", None)):
+        size = getattr(getattr(p, "options", None), "min_size", None)
+        if size is not None:
+            return int(size)
+    return None
+
+
 def build_report(
     name: str,
     partitioner: Partitioner | None,
@@ -116,6 +152,7 @@ def build_report(
     parts: list[np.ndarray],
     corruption: Corruption | None = None,
     seed: int = 0,
+    label_names: Sequence[str] | None = None,
 ) -> PartitionReport:
     """The per-client table of `parts` (the split of `inputs` by `partitioner`, with `corruption` applied)."""
     import numpy as np
@@ -142,13 +179,18 @@ def build_report(
 
     if binning is not None and binning.kind == "quality":
         quality, quality_score = binning.values, binning.score
-    elif inputs.text_a is not None and inputs.text_b is not None:
-        texts = (f"{a}\n{b}" for a, b in zip(inputs.text_a, inputs.text_b, strict=True))
+    elif inputs.text_a is not None:
+        texts = (
+            inputs.text_a
+            if inputs.text_b is None
+            else (f"{a}\n{b}" for a, b in zip(inputs.text_a, inputs.text_b, strict=True))
+        )
         quality, quality_score = np.array([heuristic_quality(t) for t in texts]), "quality (heuristic)"
     else:
         quality, quality_score = None, None
 
     noise = corruption.per_client(parts) if corruption is not None else None
+    extra = partitioner.describe(inputs, parts) if partitioner is not None else None
     rows = []
     for c, idx in enumerate(parts):
         row: dict[str, Any] = {
@@ -167,8 +209,13 @@ def build_report(
             row["bin_share"] = [round(float(s), 4) for s in np.bincount(bin_of[idx], minlength=nbins) / len(idx)]
         if noise is not None:
             row["noise"] = noise[c]
+        if extra is not None:
+            row.update(extra[c])
         rows.append(row)
-    return PartitionReport(name, bin_score, edges, quality_score, classes, rows)
+    min_size = _min_size(partitioner)
+    small = [c for c, idx in enumerate(parts) if min_size is not None and len(idx) < min_size]
+    names = list(label_names) if label_names is not None else None
+    return PartitionReport(name, bin_score, edges, quality_score, classes, rows, names, min_size, small)
 
 
 def plot_report(report: PartitionReport, path: str | Path) -> Path:
@@ -188,7 +235,9 @@ def plot_report(report: PartitionReport, path: str | Path) -> Path:
             for b in range(shares.shape[1])
         ]
         panels.append((f"bins of {report.bin_score}", shares, names))
-    panels.append(("labels", np.array([r["label_share"] for r in rows]), [f"label {c}" for c in report.classes]))
+    names = report.label_names
+    legend = [names[c] if names and c < len(names) else f"label {c}" for c in report.classes]
+    panels.append(("labels", np.array([r["label_share"] for r in rows]), legend))
     if report.has_noise:
         corrupted = np.array([[r.get("noise", {}).get("share", 0.0)] for r in rows])
         panels.append(("corrupted share", corrupted, ["corrupted"]))
@@ -224,6 +273,7 @@ def partition_command(
     """Build the configured partition (tokenizer and data only, no model), print its per-client table, and
     write partition.json, partition.md and partition.png."""
     from rich.console import Console
+    from rich.markup import escape
 
     from fedlora.config import load_config
     from fedlora.errors import FedLoraError
@@ -238,7 +288,7 @@ def partition_command(
         target = out or Path(cfg.output.dir) / f"partition-{cfg.task.name}-{cfg.partition.name}-s{cfg.seed}"
         paths = report.write(target, figure=True)
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(report.to_rich())
     console.print("wrote " + ", ".join(str(p) for p in paths))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fedlora.errors import FedLoraError
 
@@ -38,7 +39,7 @@ def compare(
             config, vary, seeds, set_, out, jobs=jobs, progress=progress, console=console, on_grid=_announce
         )
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     counts = {a: sum(o.action == a for o in outcomes) for a in ("ran", "resumed", "skipped", "failed")}
     console.print(
@@ -47,7 +48,7 @@ def compare(
     if counts["failed"]:
         for o in outcomes:
             if o.action == "failed":
-                console.print(f"[red]failed[/red] {o.cell.path}: {o.error}")
+                console.print(f"[red]failed[/red] {escape(str(o.cell.path))}: {escape(str(o.error))}", soft_wrap=True)
         console.print("rerun the same command to retry the failed cells (finished cells are skipped)")
         raise typer.Exit(1)
     if report:
@@ -81,7 +82,7 @@ def _report(run_dirs, out, group_by, target, metric, figures, command) -> None:
     try:
         rep = make_report(run_dirs, out, group_by, target=target, metric=metric, figures=figures, command=command)
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     print_table(rep.table, console)
     for p in rep.unfinished:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from rich.markup import escape
 
 from fedlora.config import ExperimentConfig, NamedChoice, dump_config, load_config
 from fedlora.errors import ConfigError, FedLoraError
@@ -77,6 +78,8 @@ class Grid:
     out: Path
     cells: list[Cell]
     configs: list[ExperimentConfig] = field(repr=False)
+    #: named-choice sections whose `name` is an axis: each cell drops the options its choice does not take
+    switched: list[str] = field(default_factory=list)
 
     def cell_overrides(self, cell: Cell) -> list[str]:
         return [*self.sets, *cell.overrides()]
@@ -209,7 +212,8 @@ def build_grid(
     if dup:
         raise ConfigError(f"--vary {dup[0]} is given twice; list all its values in one --vary {dup[0]}=a,b")
     seed_list = parse_seeds(seeds)
-    base = load_config(config, list(sets))
+    switched = switched_sections(keys)
+    base = load_config(config, list(sets), switched=switched)
     root = Path(out) if out is not None else default_out(config, base)
     cells, configs = [], []
     for combo in product(*(a.labels for a in axes)):
@@ -217,10 +221,10 @@ def build_grid(
         for seed in seed_list:
             cell = Cell(assignment, seed, root)
             try:
-                configs.append(load_config(config, [*sets, *cell.overrides()]))
+                configs.append(load_config(config, [*sets, *cell.overrides()], switched=switched))
             except ConfigError as exc:
                 where = " ".join(f"{k}={v}" for k, v in assignment) or "the base config"
-                raise ConfigError(f"grid cell {where} (seed {seed}): {exc}{_choice_hint(keys, str(exc))}") from None
+                raise ConfigError(f"grid cell {where} (seed {seed}): {exc}") from None
             cells.append(cell)
     paths = [c.path for c in cells]
     clash = sorted({p for p in paths if paths.count(p) > 1})
@@ -229,19 +233,33 @@ def build_grid(
             f"two --vary values give the same directory {clash[0]}; values differing only in characters "
             "outside letters, digits and ._,+-= are indistinguishable in directory names"
         )
-    return Grid(Path(config) if config is not None else None, list(sets), axes, seed_list, root, cells, configs)
+    return Grid(
+        Path(config) if config is not None else None, list(sets), axes, seed_list, root, cells, configs, switched
+    )
 
 
-def _choice_hint(keys: Sequence[str], error: str) -> str:
-    """When varying `section.name` trips over the base config's options of another implementation."""
+def switched_sections(keys: Sequence[str]) -> list[str]:
+    """The named-choice sections (schedule, aggregator, partition, clients.ranks) whose `name` is varied.
+
+    A cell of `--vary schedule.name=fedavg,fedbuff` keeps, of the schedule options the base config and
+    `--set` give, those its schedule takes: every method can get its own options in one grid.
+    """
+    out = []
     for key in keys:
         section = key.removesuffix(".name")
-        if key.endswith(".name") and f"{section}." in error and "unknown key" in error:
-            return (
-                f"\n  (the base config or --set gives {section} options that another {section} does not take; "
-                f"vary the whole section instead: --vary '{section}={{name: a, option: 1}},{{name: b}}')"
-            )
-    return ""
+        if key.endswith(".name") and _is_named_choice(section):
+            out.append(section)
+    return out
+
+
+def _is_named_choice(section: str) -> bool:
+    model: Any = ExperimentConfig
+    for part in section.split("."):
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        if part not in fields:
+            return False
+        model = fields[part].annotation
+    return isinstance(model, type) and issubclass(model, NamedChoice)
 
 
 def cell_state(cell: Cell, cfg: ExperimentConfig) -> Literal["finished", "interrupted", "new"]:
@@ -345,7 +363,9 @@ def _init_worker(threads: int, progress_queue: Any) -> None:
     _worker_queue = progress_queue
 
 
-def _run_cell(index: int, config: str | None, overrides: list[str], out: str) -> tuple[dict[str, Any], float]:
+def _run_cell(
+    index: int, config: str | None, overrides: list[str], out: str, switched: Sequence[str] = ()
+) -> tuple[dict[str, Any], float]:
     """One cell in a worker process (the config is reloaded there, exactly as the parent validated it).
 
     Returns the summary and the seconds the cell itself took (not counting its wait in the queue).
@@ -357,7 +377,7 @@ def _run_cell(index: int, config: str | None, overrides: list[str], out: str) ->
             _worker_queue.put((index, server.version))
 
     t0 = time.perf_counter()
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides, switched=switched)
     summary = run_experiment(cfg, out=out, resume=True, on_version=on_version, progress=False)
     return summary, time.perf_counter() - t0
 
@@ -486,7 +506,8 @@ def _run_parallel(
     with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init_worker, initargs=(threads, progress_queue)) as ex:
         started: dict[Future, tuple[int, float]] = {}
         for i in todo:
-            fut = ex.submit(_run_cell, i, config, grid.cell_overrides(grid.cells[i]), str(grid.cells[i].path))
+            overrides, path = grid.cell_overrides(grid.cells[i]), str(grid.cells[i].path)
+            fut = ex.submit(_run_cell, i, config, overrides, path, grid.switched)
             started[fut] = (i, time.perf_counter())
         pending = set(started)
         try:
@@ -524,11 +545,11 @@ def _error_text(exc: BaseException) -> str:
 
 def _describe(o: CellOutcome) -> str:
     if o.action == "failed":
-        return f"[red]failed[/red]  {o.cell.rel}: {o.error}"
+        return f"[red]failed[/red]  {escape(o.cell.rel)}: {escape(str(o.error))}"
     final = (o.summary or {}).get("final") or {"metrics": {}}
     metrics = " ".join(f"{k}={v:.4f}" for k, v in final["metrics"].items() if k != "loss")
     took = f" in {o.seconds:.1f} s" if o.action != "skipped" else " (finished earlier)"
-    return f"{o.action:<8} {o.cell.rel}: {metrics}{took}"
+    return f"{o.action:<8} {escape(o.cell.rel)}: {metrics}{took}"
 
 
 def compare(

@@ -97,3 +97,26 @@ def test_hub_route_maps_columns(monkeypatch):
     pairs = load_glue("qqp", "dev")
     assert calls == [("nyu-mll/glue", "qqp", "validation")]
     assert (pairs.text_a, pairs.text_b, pairs.labels) == (["a"], ["b"], [1])
+
+
+def test_a_tsv_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    root = write_qqp(tmp_path)
+    train = root / "QQP" / "train.tsv"
+    lines = train.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b"sky", b"sk\xff")  # a latin-1 byte on line 3
+    train.write_bytes(b"".join(lines))
+    with pytest.raises(DataError, match=r"train\.tsv:3: not UTF-8 text \(byte 0xff\); .*re-save it as UTF-8"):
+        load_glue("qqp", "train", root)
+
+
+def test_the_data_fingerprint_changes_with_the_files_not_the_path(tmp_path, monkeypatch):
+    from fedlora.data.glue import data_fingerprint
+
+    a, b = write_qqp(tmp_path / "a"), write_qqp(tmp_path / "b")
+    fa, fb = data_fingerprint("qqp", a), data_fingerprint("qqp", b)
+    assert fa["sha256"] == fb["sha256"] and fa["source"] != fb["source"]
+    with (b / "QQP" / "dev.tsv").open("a") as fh:
+        fh.write(QQP_ROWS[0])
+    assert data_fingerprint("qqp", b)["sha256"] != fa["sha256"]
+    monkeypatch.delenv("FEDLORA_DATA_DIR", raising=False)
+    assert data_fingerprint("qqp", None) == {"source": "hub:nyu-mll/glue/qqp", "sha256": None}

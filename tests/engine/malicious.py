@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from fedlora.engine.transport.base import JobFailed, Transport
+from fedlora.errors import UpdateRejected
 from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter, LoRAFactors
 
@@ -54,6 +55,21 @@ def over_norm(adapter: Adapter) -> Adapter:
     return _each_layer(adapter, lambda f: LoRAFactors(f.A, f.B + 1e3, f.alpha))
 
 
+def with_alpha(value: float) -> Callable[[Adapter], Adapter]:
+    """The update unchanged, but claiming another alpha: its effective scale (alpha/r) B A is then the client's."""
+    return lambda adapter: _each_layer(adapter, lambda f: LoRAFactors(f.A, f.B, value))
+
+
+def wrong_dtype(adapter: Adapter) -> Adapter:
+    """The same numbers in another float dtype than the job was sent."""
+    return adapter.map(lambda t: t.to(torch.float16 if t.dtype != torch.float16 else torch.float32))
+
+
+def under_rank(adapter: Adapter) -> Adapter:
+    """One rank fewer in every layer: valid on its own, but an equal-rank aggregator (fedit) cannot combine it."""
+    return _each_layer(adapter, lambda f: LoRAFactors(f.A[:-1], f.B[:, :-1], f.alpha))
+
+
 ADAPTER_ATTACKS: dict[str, Callable[[Adapter], Adapter]] = {
     "nan": nan,
     "inf": inf,
@@ -61,6 +77,13 @@ ADAPTER_ATTACKS: dict[str, Callable[[Adapter], Adapter]] = {
     "over_rank": over_rank,
     "wrong_layers": wrong_layers,
     "over_norm": over_norm,
+    "alpha_nan": with_alpha(float("nan")),
+    "alpha_inf": with_alpha(float("inf")),
+    "alpha_huge": with_alpha(1e30),
+    "alpha_negative": with_alpha(-8.0),
+    "alpha_zero": with_alpha(0.0),
+    "wrong_dtype": wrong_dtype,
+    "under_rank": under_rank,
 }
 EXPECTED_REASON = {
     "nan": "non_finite",
@@ -71,6 +94,13 @@ EXPECTED_REASON = {
     "over_norm": "over_norm",
     "duplicate": "duplicate",
     "unsolicited": "unsolicited",
+    "alpha_nan": "wrong_alpha",
+    "alpha_inf": "wrong_alpha",
+    "alpha_huge": "wrong_alpha",
+    "alpha_negative": "wrong_alpha",
+    "alpha_zero": "wrong_alpha",
+    "wrong_dtype": "wrong_dtype",
+    "malformed": "malformed",
 }
 
 
@@ -78,7 +108,8 @@ class MaliciousTransport(Transport):
     """Delivers the inner transport's results, except for the jobs in `attacks` (job id -> attack name).
 
     `duplicate` replays the previous result delivered; `unsolicited` hands over the genuine result under
-    another client's name; `crash` raises `JobFailed(job, "crash")` as a client dying mid-job would.
+    another client's name; `crash` raises `JobFailed(job, "crash")` as a client dying mid-job would;
+    `malformed` raises `UpdateRejected("malformed")` as a transport does for a reply it cannot decode.
     """
 
     def __init__(self, inner: Transport, attacks: Mapping[int, str]):
@@ -102,6 +133,8 @@ class MaliciousTransport(Transport):
         self.applied.append((job.job_id, attack))
         if attack == "crash":
             raise JobFailed(job, "crash")
+        if attack == "malformed":
+            raise UpdateRejected("malformed", f"client {job.client}, job {job.job_id}: the reply cannot be decoded")
         if attack == "duplicate":
             assert self._last is not None, "a duplicate needs an earlier result to replay"
             return self._last

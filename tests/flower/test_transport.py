@@ -6,9 +6,10 @@ import pytest
 
 pytest.importorskip("flwr")
 
+import torch
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from fedlora.flower.codec import JOB, JobHeader, reply_content
+from fedlora.flower.codec import ADAPTER, JOB, JobHeader, reply_content
 from fedlora.flower.transport import FlowerTransport
 from tests.engine.fakes import (
     make_server,
@@ -107,3 +108,123 @@ def test_an_error_reply_or_no_reply_fails_the_job_without_blocking_the_run():
 
     totals = run_with(flaky, job_timeout_s=0.2).summary()["totals"]
     assert totals["failed"] == {"client_error": 1, "timeout": 1} and totals["versions"] == 5
+
+
+# ----- hostile replies: every one a counted rejection, never a crash ---------------------------------------
+def _header(msg: Message) -> JobHeader:
+    return JobHeader.from_record(msg.content.config_records[JOB])
+
+
+def _reply(msg: Message, adapter, header: JobHeader | None = None, **counts) -> Message:
+    header = header or _header(msg)
+    content = reply_content(header, adapter, counts.get("num_samples", 8), counts.get("samples_trained", 4), {})
+    return Message(content, reply_to=msg)
+
+
+def _with_alpha(value: float):
+    def answer(msg: Message) -> Message:
+        header = _header(msg)
+        lying = JobHeader(**{**header.__dict__, "alphas": {k: value for k in header.alphas}})
+        return _reply(msg, num_adapter(float(header.client + 1)), lying)
+
+    return answer
+
+
+def _arrays(msg: Message, change) -> Message:
+    """An honest reply whose ArrayRecord is rebuilt by `change(dict of name -> Array)`."""
+    import numpy as np
+    from flwr.app import Array, ArrayRecord
+
+    reply = _reply(msg, num_adapter(float(_header(msg).client + 1)))
+    arrays = dict(reply.content.array_records[ADAPTER].items())
+    reply.content.array_records[ADAPTER] = ArrayRecord(change(arrays, np, Array))
+    return reply
+
+
+def _without_job(msg: Message) -> Message:
+    reply = _reply(msg, num_adapter(1.0))
+    return Message(RecordDict({ADAPTER: reply.content.array_records[ADAPTER]}), reply_to=msg)
+
+
+def _bad_json(msg: Message) -> Message:
+    reply = _reply(msg, num_adapter(1.0))
+    reply.content.config_records[JOB]["alphas"] = "{not json"
+    return reply
+
+
+def _no_samples(msg: Message) -> Message:
+    return _reply(msg, num_adapter(1.0), num_samples=0)
+
+
+def _lying_shape(arrays, np, Array):
+    data = Array(np.zeros((2, 2)))  # the bytes hold a 2x2 array, the declaration says 1x1
+    return {**arrays, "lora.w.B": Array(dtype="float64", shape=(1, 1), stype=data.stype, data=data.data)}
+
+
+HOSTILE = {
+    "alpha_nan": (_with_alpha(float("nan")), "wrong_alpha"),
+    "alpha_inf": (_with_alpha(float("inf")), "wrong_alpha"),
+    "alpha_huge": (_with_alpha(1e30), "wrong_alpha"),
+    "alpha_negative": (_with_alpha(-8.0), "wrong_alpha"),
+    "alpha_zero": (_with_alpha(0.0), "wrong_alpha"),
+    "no_job_record": (_without_job, "malformed"),
+    "a_without_b": (
+        lambda m: _arrays(m, lambda a, np, A: {k: v for k, v in a.items() if k != "lora.w.B"}),
+        "malformed",
+    ),
+    "bad_json": (_bad_json, "malformed"),
+    "no_samples": (_no_samples, "malformed"),
+    "lying_shape": (lambda m: _arrays(m, _lying_shape), "malformed"),
+    "wrong_dtype": (
+        lambda m: _arrays(m, lambda a, np, A: {**a, "extra.head": A(np.zeros(1, np.float32))}),
+        "wrong_dtype",
+    ),
+    "oversized": (lambda m: _arrays(m, lambda a, np, A: {**a, "extra.head": A(np.zeros(10**6))}), "oversized"),
+    "over_rank": (
+        lambda m: _arrays(m, lambda a, np, A: {**a, "lora.w.A": A(np.ones((2, 1))), "lora.w.B": A(np.ones((1, 2)))}),
+        "over_rank",
+    ),
+    "under_rank": (  # rank 0: fits the job, but FedIT cannot combine it with rank-1 adapters
+        lambda m: _arrays(m, lambda a, np, A: {**a, "lora.w.A": A(np.ones((0, 1))), "lora.w.B": A(np.ones((1, 0)))}),
+        "aggregation_error",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(HOSTILE))
+def test_a_hostile_reply_is_a_counted_rejection_and_the_run_finishes(attack):
+    hostile, reason = HOSTILE[attack]
+
+    def answer(msg: Message) -> Message:
+        return hostile(msg) if _header(msg).job_id in (2, 5) else honest(msg)
+
+    server = run_with(answer)
+    totals = server.summary()["totals"]
+    assert totals["rejected"] == {reason: 2} and totals["failed"] == {}
+    assert totals["versions"] == 5 and server.stopped_by == "versions"
+    assert all(torch.isfinite(t).all() for t in server.global_adapter.tensors().values())
+    assert all(f.alpha == 1.0 for f in server.global_adapter.layers.values())
+
+
+def test_a_hello_without_an_integer_client_id_leaves_that_node_out():
+    class Grid(ScriptedGrid):
+        def __init__(self, clients, answer):
+            super().__init__(clients, answer)
+            self.nodes = [*self.nodes, 999, 998]  # two impostors beside the real nodes
+
+        def push_messages(self, messages):
+            ids = super().push_messages(messages)
+            for msg, mid in zip(messages, ids, strict=True):
+                if msg.metadata.dst_node_id == 999:  # a client id that is no integer
+                    cfg = ConfigRecord({"client_id": "one"})
+                    self.inbox[mid] = Message(RecordDict({"hello": cfg}), reply_to=msg)
+                elif msg.metadata.dst_node_id == 998:  # no hello record at all
+                    self.inbox[mid] = Message(RecordDict({"other": ConfigRecord({})}), reply_to=msg)
+            return ids
+
+    transport = FlowerTransport("{}", len(SPEEDS), poll_s=0.0, wait_for_clients_s=5.0)
+    server = make_server(fedbuff(), speeds=SPEEDS, steps=2, transport=transport, max_update_norm=None)
+    transport.attach(Grid(len(SPEEDS), honest))
+    server.run()
+    assert transport.node_of == {0: 100, 1: 101, 2: 102}
+    assert server.summary()["totals"]["versions"] == 5

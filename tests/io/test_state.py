@@ -67,3 +67,40 @@ def test_a_save_killed_at_any_step_leaves_a_complete_checkpoint(tmp_path):
     (old / "state.json").write_text("{}")
     assert recover_state(ck) and load_state(ck) == {"version": 3} and not old.exists()
     assert not recover_state(tmp_path / "none")
+
+
+def test_the_checkpoint_before_the_last_is_kept_and_a_truncated_one_names_its_file(tmp_path):
+    import pytest
+
+    from fedlora.errors import CheckpointError
+    from fedlora.io.state import previous_checkpoint
+
+    ck = tmp_path / "ck"
+    for version in (1, 2, 3):
+        save_state(ck, {"version": version, "t": torch.arange(4.0)})
+    assert load_state(ck)["version"] == 3 and load_state(previous_checkpoint(ck))["version"] == 2
+    tensors = ck / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:20])  # cut short, as by a full disk
+    with pytest.raises(CheckpointError, match=rf"checkpoint file {tensors} is unreadable"):
+        load_state(ck)
+    other = tmp_path / "other"
+    save_state(other, {"version": 1})
+    (other / "state.json").write_text('{"version": ')
+    with pytest.raises(CheckpointError, match=r"state\.json is unreadable \(JSONDecodeError"):
+        load_state(other)
+
+
+def test_safetensors_files_follow_the_umask_like_every_other_file(tmp_path):
+    import os
+
+    old = os.umask(0o002)
+    try:
+        save_adapter(tmp_path / "a.safetensors", random_adapter({"q": 1}, {"q": (2, 2)}, alpha=1.0))
+        save_state(tmp_path / "ck", {"t": torch.zeros(1)})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "plain.txt") == 0o664
+    assert mode(tmp_path / "a.safetensors") == 0o664
+    assert mode(tmp_path / "ck" / "tensors.safetensors") == 0o664

@@ -34,10 +34,13 @@ class Aggregator(ABC):
     #: clients may hold adapters of different ranks.
     supports_mixed_ranks: ClassVar[bool] = True
 
-    def __init__(self, rank: int, **options: Any):
+    def __init__(self, rank: int, seed: int = 0, **options: Any):
+        """`seed` is the run's seed: every random draw of an aggregator (FFA's frozen A, HLoRA's range finder,
+        zero-padding's revived directions) derives from it, so seeds differ in those draws too."""
         if rank < 1:
             raise ConfigError(f"aggregator rank must be >= 1, got {rank}")
         self.rank = int(rank)
+        self.seed = int(seed)
         try:
             self.options = self.Options.model_validate(options)
         except ValidationError as exc:
@@ -73,6 +76,6 @@ class Aggregator(ABC):
 AGGREGATORS: Registry[type[Aggregator]] = Registry("aggregator", "aggregator.name")
 
 
-def get_aggregator(name: str, rank: int, **options: Any) -> Aggregator:
-    """`get_aggregator("hlora", rank=16, sigma="split").combine([(0.5, a), (0.5, b)])`."""
-    return AGGREGATORS.get(name)(rank, **options)
+def get_aggregator(name: str, rank: int, seed: int = 0, **options: Any) -> Aggregator:
+    """`get_aggregator("hlora", rank=16, seed=run_seed, sigma="split").combine([(0.5, a), (0.5, b)])`."""
+    return AGGREGATORS.get(name)(rank, seed=seed, **options)

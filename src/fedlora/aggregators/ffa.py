@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from fedlora.aggregators.base import AGGREGATORS, Aggregator
 from fedlora.aggregators.support import (
@@ -37,7 +37,6 @@ from fedlora.lora.init import init_lora_A
 
 class FFAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seed: int = Field(0, description="seed of the shared frozen A")
 
 
 @AGGREGATORS.register("ffa")
@@ -54,7 +53,7 @@ class FFA(Aggregator):
         """The frozen A_0 of `layer` (r_max x d_in); clients of rank r use its first r rows."""
         key = (layer, d_in, dtype)
         if key not in self._shared:
-            self._shared[key] = init_lora_A(self.rank, d_in, layer_generator(self.options.seed, "ffa-A", layer), dtype)
+            self._shared[key] = init_lora_A(self.rank, d_in, layer_generator(self.seed, "ffa-A", layer), dtype)
         return self._shared[key]
 
     def _check_frozen(self, i: int, layer: str, f: LoRAFactors) -> None:
@@ -84,7 +83,7 @@ class FFA(Aggregator):
                     B_g += float(w) * pad_columns(f.B.to(F64) * (f.scaling / s_g), self.rank)
                     exact.append((float(w) * f.scaling, f.B, f.A))
             combined = LoRAFactors(self.shared_A(name, f0.d_in, f0.A.dtype).clone(), B_g.to(f0.B.dtype), alpha)
-            diag.add_error(*factor_space_error(combined, exact, layer_generator(self.options.seed, "ffa-error", name)))
+            diag.add_error(*factor_space_error(combined, exact, layer_generator(self.seed, "ffa-error", name)))
             layers[name] = combined
         self.last_diagnostics = diag.result()
         return Adapter(layers=layers, extras=combine_extras(terms))

@@ -56,7 +56,6 @@ class ProductSpaceOptions(BaseModel):
         "effective", description="combine (alpha_i/r_i) B_i A_i, or B_i A_i as the prototype did (biased)"
     )
     sigma: Literal["B", "A", "split"] = Field("B", description="the factor that carries the singular values")
-    seed: int = Field(0, description="seed of the directions given to zero-energy components")
 
 
 class ProductSpaceAggregator(Aggregator):
@@ -103,7 +102,7 @@ class ProductSpaceAggregator(Aggregator):
                 self.rank,
                 self._scaling(alpha, self.rank),
                 self.options.sigma,
-                layer_generator(self.options.seed, "product-space-completion", name),
+                layer_generator(self.seed, "product-space-completion", name),
             )
             layers[name] = LoRAFactors(A.to(f0.A.dtype), B.to(f0.B.dtype), alpha)
         self.last_diagnostics = diag.result()
@@ -119,7 +118,7 @@ class ProductSpaceAggregator(Aggregator):
                 rank,
                 self._scaling(alpha, rank),
                 self.options.sigma,
-                layer_generator(self.options.seed, "product-space-completion", name),
+                layer_generator(self.seed, "product-space-completion", name),
             )
             layers[name] = LoRAFactors(A.to(f.A.dtype), B.to(f.B.dtype), float(alpha))
         return Adapter(layers=layers, extras={k: v.clone() for k, v in adapter.extras.items()})
@@ -171,7 +170,7 @@ class HLoRA(ProductSpaceAggregator):
             return randomized_svd_factored(
                 terms,
                 self.rank,
-                layer_generator(self.options.seed, "hlora-range-finder", layer),
+                layer_generator(self.seed, "hlora-range-finder", layer),
                 oversample=self.options.oversample,
                 power_iters=self.options.power_iters,
                 sketch_dtype=torch.float64 if self.options.sketch_precision == "float64" else None,

@@ -58,7 +58,6 @@ class ZeroPadOptions(BaseModel):
     prune: bool = Field(False, description="HetLoRA-style rank self-pruning of small trailing components")
     prune_threshold: float = Field(0.1, ge=0, lt=1, description="prune components below this share of the largest")
     prune_max_fraction: float = Field(0.5, ge=0, le=1, description="prune at most this share of a term's rank")
-    seed: int = Field(0, description="seed of the A rows given to directions no term covered")
 
 
 def prune_trailing(B: torch.Tensor, A: torch.Tensor, threshold: float, max_fraction: float) -> tuple[int, torch.Tensor]:
@@ -115,7 +114,7 @@ class ZeroPad(Aggregator):
             combined = LoRAFactors(A_g.to(f0.A.dtype), B_g.to(f0.B.dtype), alpha)
             # the reference is the clients' own (unpruned) updates with the weights actually used
             exact = [(w * f.scaling, f.B, f.A) for w, f in zip(layer_weights, originals, strict=True) if w != 0.0]
-            diag.add_error(*factor_space_error(combined, exact, layer_generator(self.options.seed, "zeropad", name)))
+            diag.add_error(*factor_space_error(combined, exact, layer_generator(self.seed, "zeropad", name)))
             layers[name] = combined
         self.last_diagnostics = diag.result()
         return Adapter(layers=layers, extras=combine_extras(terms))
@@ -134,6 +133,6 @@ class ZeroPad(Aggregator):
         check_distribute_rank(rank, self.rank, "zeropad")
         revived = {}
         for name, f in adapter.layers.items():
-            B, A = revive_dead_directions(f.B, f.A, layer_generator(self.options.seed, "zeropad-revive", name))
+            B, A = revive_dead_directions(f.B, f.A, layer_generator(self.seed, "zeropad-revive", name))
             revived[name] = LoRAFactors(A, B, f.alpha)
         return truncate_for_client(Adapter(layers=revived, extras=adapter.extras), rank, alpha)

@@ -10,6 +10,16 @@ import numpy as np
 
 from fedlora.seeding import numpy_rng
 
+#: clients.speeds.name -> what it draws (one line each; `fedlora methods` lists them)
+SPEED_PROFILES = {
+    "constant": "every client at speed `value`",
+    "uniform": "speeds drawn uniformly from [low, high]",
+    "normal": "speeds drawn from Normal(mean, std), clipped at min_speed",
+    "pareto": "job durations Pareto(shape)-distributed: heavy-tailed stragglers",
+    "zipf": "the k-th client's speed proportional to 1/k^shape, clients in seeded random order",
+    "list": "the speeds are given: `values` lists one per client",
+}
+
 
 def draw_speeds(profile, count: int, seed: int, purpose: str = "speeds") -> np.ndarray:
     """One speed per client from a `SpeedConfig`-like profile (name, value, low, high, mean, std, shape...).

@@ -7,6 +7,7 @@ quoting off (MRPC sentences contain bare quotes), exactly as GLUE's own loaders 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,27 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> TextPairs:
         raise DataError(
             f"missing file {path}: expected a GLUE {spec.folder} split with header {' | '.join(spec.columns)}"
         )
+    try:
+        return _read_tsv(path, spec)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _not_utf8(path: Path) -> DataError:
+    """Where the first byte that is not UTF-8 sits (the text reader only knows its buffer, not the line)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); GLUE files are UTF-8: re-save it as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8) or download the task again"
+        )
+    return DataError(f"{path}: not UTF-8 text; re-save it as UTF-8")  # pragma: no cover - decoded above
+
+
+def _read_tsv(path: Path, spec: TaskSpec) -> TextPairs:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
@@ -145,6 +167,34 @@ def _load_hub(spec: TaskSpec, split: str) -> TextPairs:
         ) from exc
     ca, cb = spec.hub_columns
     return TextPairs(list(ds[ca]), list(ds[cb]), [int(v) for v in ds["label"]])
+
+
+def data_fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """Where task `name`'s data is read from, and a SHA-256 of its train and dev files.
+
+    Recorded in run.json, so `--resume` can refuse to continue a run on other data (another
+    FEDLORA_DATA_DIR) instead of finishing it with numbers that belong to neither. The hub gives no
+    local files to hash: its source is recorded, its fingerprint is None.
+    """
+    spec = task_spec(name)
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return {"source": f"hub:{HUB_DATASET}/{spec.hub_config}", "sha256": None}
+    if not root.is_dir():
+        raise DataError(f"task.data_dir: {root} is not a directory")
+    folder = _task_folder(root, spec)
+    return {"source": str(folder.resolve()), "sha256": _hash_files([(s, folder / f) for s, f in SPLIT_FILES.items()])}
+
+
+def _hash_files(named: list[tuple[str, Path]]) -> str:
+    digest = hashlib.sha256()
+    for name, path in named:
+        digest.update(f"{name}\0".encode())
+        if path.is_file():
+            with path.open("rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_glue(name: str, split: str, data_dir: str | os.PathLike | None = None) -> TextPairs:

@@ -135,6 +135,12 @@ class TokenizedPrompts:
         return self.prompt_lengths + answer_len[self.labels]
 
     @property
+    def max_token_id(self) -> int:
+        """The largest id in the prompts and answers (it must fit the model's embedding table)."""
+        top = max((max(p, default=0) for p in self.input_ids), default=0)
+        return max(top, *(max(a) for a in self.answer_ids))
+
+    @property
     def single_token_answers(self) -> bool:
         return all(len(a) == 1 for a in self.answer_ids)
 

@@ -7,17 +7,26 @@ one time axis; the whole state is checkpointed every N versions so a killed run 
 
 Jobs that will fail (crash, client offline; see `engine.faults`) are known at dispatch and become
 `failure` events instead of arrivals. Every job end (arrival, failure, rejection) frees its client.
+
+A client can send anything, so nothing it sends may end the run: a reply the transport cannot read
+(`UpdateRejected` from `collect`), an update that fails validation, and an update that makes the
+aggregator raise (or return non-finite numbers) are all rejected, counted under their reason and logged.
+The last kind is found when a combination fails: each client update in it is tried on its own against the
+adapter its job was sent; one that fails is rejected (`aggregation_error`) and stands in the combination,
+and in any later one that holds it (FedFa's window), as that start adapter: an update that changed nothing.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from fedlora.aggregators.base import Aggregator
 from fedlora.engine.clock import VirtualClock
@@ -27,9 +36,11 @@ from fedlora.engine.local_metrics import local_block
 from fedlora.engine.transport.base import JobFailed, Transport
 from fedlora.engine.validation import check_provenance, validate_update
 from fedlora.errors import UpdateRejected
-from fedlora.jobs import Job
+from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter
 from fedlora.schedules.base import Schedule, Step
+
+AGGREGATION_ERROR = "aggregation_error"
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,10 @@ class Server:
         self._real_start = time.perf_counter()
         self.events_written = 0
         self.started = False
+        # accepted client updates by id(adapter) -> (weak reference, job), to tell which term of a failed
+        # combination came from which job; and the jobs whose update was rejected at aggregation
+        self._update_jobs: dict[int, tuple[weakref.ref, Job]] = {}
+        self.combine_rejected: set[int] = set()
 
     # ----- ServerView -------------------------------------------------------------------------------
     @property
@@ -266,7 +281,7 @@ class Server:
 
     def _apply(self, step: Step) -> None:
         if step.combine:
-            self.global_adapter = self.aggregator.combine(step.combine)
+            self.global_adapter = self._combine(step.combine)
             self._version += 1
             if self.merge_into_base is not None:
                 self.global_adapter = self.merge_into_base(self.global_adapter, self._version)
@@ -296,6 +311,12 @@ class Server:
         self.record("failure", client=job.client, job=job.job_id, reason=reason)
         self._apply(self.schedule.on_failure(job, self))
 
+    def _reject(self, job: Job, exc: UpdateRejected) -> None:
+        """Count and log a rejected result; the schedule treats its job as failed."""
+        self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
+        self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
+        self._apply(self.schedule.on_failure(job, self))
+
     def _on_arrival(self, job: Job) -> None:
         self._end_job(job)
         try:
@@ -305,12 +326,13 @@ class Server:
             self.record("failure", client=job.client, job=job.job_id, reason=exc.reason)
             self._apply(self.schedule.on_failure(job, self))
             return
+        except UpdateRejected as exc:  # a reply that cannot be read as an update (malformed, oversized...)
+            self._reject(job, exc)
+            return
         try:
             check_provenance(job, result.job, self.in_flight, self.next_job_id)
         except UpdateRejected as exc:  # not an answer to this job: nothing of it is counted or used
-            self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
-            self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
-            self._apply(self.schedule.on_failure(job, self))
+            self._reject(job, exc)
             return
         staleness = self._version - job.start_version
         self.counters.jobs_arrived += 1
@@ -320,10 +342,9 @@ class Server:
         try:
             validate_update(job, result.adapter, self.reference, self.max_update_norm)
         except UpdateRejected as exc:
-            self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
-            self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
-            self._apply(self.schedule.on_failure(job, self))
+            self._reject(job, exc)
             return
+        self._track(result)
         self.record(
             "arrival",
             client=job.client,
@@ -341,6 +362,87 @@ class Server:
         self._apply(step)
         if self.stop_rules.samples is not None and self.counters.samples_trained >= self.stop_rules.samples:
             self.stopped_by = self.stopped_by or "samples"
+
+    # ----- combining: an update that breaks the aggregator is rejected, not fatal -------------------------
+    def _track(self, result: JobResult) -> None:
+        """Remember which job an accepted update answers, for as long as anything (a buffer) holds it."""
+        key = id(result.adapter)
+        self._update_jobs[key] = (
+            weakref.ref(result.adapter, lambda _, k=key: self._update_jobs.pop(k, None)),
+            result.job,
+        )
+
+    def _job_of(self, adapter: Adapter) -> Job | None:
+        entry = self._update_jobs.get(id(adapter))
+        return entry[1] if entry is not None and entry[0]() is adapter else None
+
+    def _combine(self, terms: list[tuple[float, Adapter]]) -> Adapter:
+        """`aggregator.combine(terms)`, rejecting (see the module docstring) any client update that breaks it."""
+        terms = [(w, self._stand_in(ad)) for w, ad in terms]
+        saved = self._aggregator_state()
+        try:
+            return self._finite_combine(terms)
+        except Exception as exc:  # caused by a client's tensors, or a bug: told apart below
+            error = exc
+        culprits: list[tuple[int, Job, Exception]] = []
+        for i, (_, ad) in enumerate(terms):
+            job = self._job_of(ad)
+            if job is None:
+                continue
+            failure = self._probe([(0.5, job.start_adapter), (0.5, ad)], saved)
+            # the control: the same combination of what the job was sent must work, or it is not the update
+            if failure is not None and self._probe([(0.5, job.start_adapter)] * 2, saved) is None:
+                culprits.append((i, job, failure))
+        self._restore_aggregator(saved)
+        if not culprits:
+            raise error  # no client update fails where the adapter it was sent works: not a client's doing
+        for i, job, exc in culprits:
+            self.combine_rejected.add(job.job_id)
+            self.counters.rejected[AGGREGATION_ERROR] = self.counters.rejected.get(AGGREGATION_ERROR, 0) + 1
+            message = f"client {job.client}: the aggregator failed on this update ({type(exc).__name__}: {exc})"
+            self.record("rejected", client=job.client, job=job.job_id, reason=AGGREGATION_ERROR, message=message)
+            terms[i] = (terms[i][0], job.start_adapter)
+        return self._finite_combine(terms)
+
+    def _stand_in(self, adapter: Adapter) -> Adapter:
+        """An update rejected at an earlier aggregation counts as the adapter its job started from."""
+        job = self._job_of(adapter)
+        return job.start_adapter if job is not None and job.job_id in self.combine_rejected else adapter
+
+    def _probe(self, terms: list[tuple[float, Adapter]], saved: dict[str, Any] | None) -> Exception | None:
+        """The error combining `terms` raises (None if it works), with the aggregator's state as `saved`."""
+        self._restore_aggregator(saved)
+        try:
+            self._finite_combine(terms)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _finite_combine(self, terms: list[tuple[float, Adapter]]) -> Adapter:
+        combined = self.aggregator.combine(terms)
+        for name, t in combined.tensors().items():
+            if not torch.isfinite(t).all():
+                raise FloatingPointError(f"the combination has NaN or Inf in {name}")
+        return combined
+
+    def _aggregator_state(self) -> dict[str, Any] | None:
+        state_dict = getattr(self.aggregator, "state_dict", None)
+        return state_dict() if callable(state_dict) else None
+
+    def _restore_aggregator(self, state: dict[str, Any] | None) -> None:
+        if state is not None:
+            self.aggregator.load_state_dict(state)  # type: ignore[attr-defined]
+
+    def _track_restored(self, node: Any) -> None:
+        """After a resume: track the accepted updates held in the schedule's restored state."""
+        if isinstance(node, JobResult):
+            self._track(node)
+        elif isinstance(node, dict):
+            for v in node.values():
+                self._track_restored(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                self._track_restored(v)
 
     # ----- evaluation ------------------------------------------------------------------------------------
     def _point(self, metrics: dict[str, float]) -> dict[str, Any]:
@@ -484,6 +586,7 @@ class Server:
             "real_elapsed": self.real_seconds(),
             "events_written": self.events_written,
             "extra": self.extra_state[0]() if self.extra_state else {},
+            "combine_rejected": sorted(self.combine_rejected),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -500,6 +603,8 @@ class Server:
         self.history = list(state["history"])
         self.time_to_target = state["time_to_target"]
         self.schedule.load_state_dict(state["schedule"])
+        self._track_restored(state["schedule"])
+        self.combine_rejected = set(state.get("combine_rejected", []))
         if hasattr(self.aggregator, "load_state_dict"):
             self.aggregator.load_state_dict(state["aggregator"])
         self.real_elapsed = state["real_elapsed"]

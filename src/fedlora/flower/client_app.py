@@ -51,7 +51,7 @@ def train(message: Message, context: Context) -> Message:
     if os.environ.get(CRASH_ENV) == str(header.client_job):
         os._exit(17)  # a client killed mid-job, for the deployment fault test
     adapter = adapter_from_record(message.content.array_records[ADAPTER], header.alphas)
-    trained, metrics = worker.run(adapter, header.steps, me, header.client_job)
+    trained, metrics = worker.run(adapter, header.steps, me, header.client_job, header.start_version)
     samples_trained = header.steps * worker.spec.batch_size
     echoed = JobHeader(**{**header.__dict__, "alphas": trained.alphas()})
     content = reply_content(echoed, trained, len(worker.indices(me)), samples_trained, metrics)

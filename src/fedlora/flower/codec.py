@@ -4,6 +4,11 @@ Tensors keep the safetensors layout of `Adapter.tensors()` (`lora.<layer>.A`, `l
 `extra.<name>`), so an ArrayRecord converts to and from a `.safetensors` file key for key. The metadata
 (job id, client, rank, alpha per layer, base version, steps, sample count) travels beside it as JSON-safe
 scalars, so either side can check that a reply answers the job it was sent for.
+
+A reply is untrusted bytes: `decode_reply` turns anything it cannot read (a missing record, bad JSON, an A
+without its B, a non-numeric count) into `UpdateRejected("malformed")`, and with the job it answers it
+checks the arrays' declared names, shapes, dtypes and sizes against that job before reading any of them
+(`engine.validation.check_declared`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from fedlora.engine.validation import check_declared
+from fedlora.errors import UpdateRejected
+from fedlora.jobs import Job
 from fedlora.lora.adapter import Adapter
 
 ADAPTER = "adapter"
@@ -26,8 +34,21 @@ def adapter_to_record(adapter: Adapter) -> ArrayRecord:
     return ArrayRecord.from_torch_state_dict({k: v.detach().contiguous() for k, v in adapter.tensors().items()})
 
 
-def adapter_from_record(record: ArrayRecord, alphas: dict[str, float]) -> Adapter:
-    tensors = {k: torch.from_numpy(v.numpy().copy()) for k, v in record.items()}
+def adapter_from_record(record: ArrayRecord, alphas: dict[str, float], job: Job | None = None) -> Adapter:
+    """The adapter in `record`; with the `job` it answers, only after its declared arrays fit that job.
+
+    Each array is also checked to hold what it declared (shape and dtype), since the declaration and the
+    serialized bytes are separate fields of the message.
+    """
+    if job is not None:
+        declared = {k: (tuple(v.shape), str(v.dtype), len(v.data)) for k, v in record.items()}
+        check_declared(job, declared)
+    tensors = {}
+    for key, array in record.items():
+        data = array.numpy()
+        if tuple(data.shape) != tuple(array.shape) or str(data.dtype) != str(array.dtype):
+            raise ValueError(f"array {key} holds a {data.dtype} {data.shape}, declared {array.dtype} {array.shape}")
+        tensors[key] = torch.from_numpy(data.copy())
     return Adapter.from_tensors(tensors, alphas)
 
 
@@ -105,13 +126,45 @@ def reply_content(
     )
 
 
-def decode_reply(content: RecordDict) -> Reply:
-    job = content.config_records[JOB]
-    header = JobHeader.from_record(job)
-    return Reply(
-        header=header,
-        adapter=adapter_from_record(content.array_records[ADAPTER], header.alphas),
-        num_samples=int(job["num_samples"]),
-        samples_trained=int(job["samples_trained"]),
-        metrics={k: float(v) for k, v in content.metric_records.get(METRICS, MetricRecord()).items()},
-    )
+@dataclass(frozen=True)
+class ReplyMeta:
+    """Everything of a reply but its arrays: what is checked before any array is read."""
+
+    header: JobHeader
+    num_samples: int
+    samples_trained: int
+    metrics: dict[str, float]
+
+
+def decode_meta(content: RecordDict, job: Job | None = None) -> ReplyMeta:
+    """The reply's header, counts and metrics; `UpdateRejected("malformed")` if any of them cannot be read."""
+    try:
+        record = content.config_records[JOB]
+        meta = ReplyMeta(
+            header=JobHeader.from_record(record),
+            num_samples=int(record["num_samples"]),
+            samples_trained=int(record["samples_trained"]),
+            metrics={k: float(v) for k, v in content.metric_records.get(METRICS, MetricRecord()).items()},
+        )
+    except Exception as exc:  # a reply is untrusted: any decoding failure is the client's, never the server's
+        raise _malformed(job, exc) from None
+    if meta.num_samples < 1 or meta.samples_trained < 0:
+        raise _malformed(job, ValueError(f"num_samples={meta.num_samples}, samples_trained={meta.samples_trained}"))
+    return meta
+
+
+def decode_reply(content: RecordDict, job: Job | None = None) -> Reply:
+    """The whole reply; with the `job` it answers, its arrays are checked against that job before being read."""
+    meta = decode_meta(content, job)
+    try:
+        adapter = adapter_from_record(content.array_records[ADAPTER], meta.header.alphas, job)
+    except UpdateRejected:
+        raise
+    except Exception as exc:
+        raise _malformed(job, exc) from None
+    return Reply(meta.header, adapter, meta.num_samples, meta.samples_trained, meta.metrics)
+
+
+def _malformed(job: Job | None, exc: BaseException) -> UpdateRejected:
+    who = f"client {job.client}, job {job.job_id}" if job is not None else "a reply"
+    return UpdateRejected("malformed", f"{who}: the reply cannot be decoded ({type(exc).__name__}: {exc})")

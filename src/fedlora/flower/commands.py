@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fedlora.errors import FedLoraError
 
@@ -32,7 +33,7 @@ def serve_command(
         run_dir = out if out is not None else Path(cfg.output.dir) / (cfg.output.name or default_run_name(cfg))
         summary = serve(cfg, run_dir, resume=resume, flower_dir=flower_dir)
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("stopped")
@@ -72,7 +73,7 @@ def join_command(
 
         join(server, client_id, data, root_cert=root_cert, auth_key=auth_key, insecure=insecure, home=flower_dir)
     except FedLoraError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("stopped")

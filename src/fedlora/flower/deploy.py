@@ -60,7 +60,12 @@ def main(grid: Grid, context: Context) -> None:
     _ATTACHED = Attached(grid, parse_nodes(str(settings.get("nodes", ""))))
     try:
         cfg = load_config(str(settings["experiment"]))
-        summary = run_experiment(cfg, out=str(settings["out"]), resume=bool(settings.get("resume", False)))
+        summary = run_experiment(
+            cfg,
+            out=str(settings["out"]),
+            resume=bool(settings.get("resume", False)),
+            say=lambda text: print(f"fedlora: {text}", flush=True),
+        )
     finally:
         _ATTACHED = None
     totals = summary["totals"]

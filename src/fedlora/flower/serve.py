@@ -236,6 +236,8 @@ def serve(
     require_flower()
     files = deployment_files(cfg)
     out = out.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; give a directory for the run")
     if out.exists() and any(out.iterdir()) and not resume:
         raise ConfigError(f"run directory {out} already exists; pass --resume to continue it or --out elsewhere")
     home = (flower_dir or out.with_name(out.name + "-flower")).expanduser().resolve()

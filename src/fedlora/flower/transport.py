@@ -7,8 +7,11 @@ numbers do not depend on which reply Flower delivers first.
 Which node is which client is learnt once, by a `query.hello` to every node. A reply is trusted only as
 far as it matches what was sent: it must come from the node the job went to and echo that job's id and
 client; otherwise the result is handed to the server under the job it claims, and the server rejects it
-(`unsolicited` or `duplicate`). A reply carrying a Flower error (the ClientApp raised, the node vanished)
-or none before the job's deadline fails the job (`client_error`, `unavailable`, `timeout`).
+(`unsolicited` or `duplicate`) without its arrays ever being read. A reply that cannot be decoded, or whose
+arrays do not fit the job (declared shapes, dtypes, size), is rejected as it is read (`UpdateRejected`:
+`malformed`, `oversized`, ...). A reply carrying a Flower error (the ClientApp raised, the node vanished)
+or none before the job's deadline fails the job (`client_error`, `unavailable`, `timeout`). A hello reply
+that cannot be read leaves its node unregistered (with a warning), never the server down.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedlora.engine.transport.base import JobFailed, Transport
+from fedlora.errors import UpdateRejected
 from fedlora.flower.client_app import HELLO, TRAIN
-from fedlora.flower.codec import JobHeader, decode_reply, job_content
+from fedlora.flower.codec import ADAPTER, JobHeader, adapter_from_record, decode_meta, job_content
 from fedlora.jobs import Job, JobResult
 
 log = logging.getLogger(__name__)
@@ -80,10 +84,13 @@ class FlowerTransport(Transport):
                 msgs = [Message(RecordDict({"hello": ConfigRecord({})}), n, HELLO) for n in new]
                 asked.update(zip(self.grid.push_messages(msgs), new, strict=True))
             for reply in self.grid.pull_messages(list(asked)):
-                node = asked.pop(reply.metadata.reply_to_message_id)
-                if reply.has_error() or reply.metadata.src_node_id != node:
+                node = asked.pop(reply.metadata.reply_to_message_id, None)
+                if node is None or reply.has_error() or reply.metadata.src_node_id != node:
                     continue
-                client = int(reply.content.config_records["hello"]["client_id"])
+                client = hello_client_id(reply)
+                if client is None:
+                    log.warning("node %s answered hello without an integer client id; ignored", node)
+                    continue
                 if not 0 <= client < self.num_clients or client in self.node_of:
                     log.warning("node %s claims client id %s, which is out of range or taken; ignored", node, client)
                     continue
@@ -152,20 +159,45 @@ class FlowerTransport(Transport):
         if reply.has_error():
             log.warning("job %s on client %s: %s", job.job_id, job.client, reply.error.reason)
             raise JobFailed(job, ERROR_REASONS.get(reply.error.code, "client_error"))
-        decoded = decode_reply(reply.content)
+        meta = decode_meta(reply.content, job)  # UpdateRejected("malformed"): the server counts it
         claimed = job
         if reply.metadata.src_node_id != node:
             claimed = dataclasses.replace(job, client=-1)  # not from the node the job was sent to
-        elif (decoded.header.job_id, decoded.header.client) != (job.job_id, job.client):
-            claimed = dataclasses.replace(job, job_id=decoded.header.job_id, client=decoded.header.client)
+        elif (meta.header.job_id, meta.header.client) != (job.job_id, job.client):
+            claimed = dataclasses.replace(job, job_id=meta.header.job_id, client=meta.header.client)
+        if claimed is not job:
+            # not an answer to this job: the server rejects it on provenance, so its arrays are never read
+            adapter = job.start_adapter
+        else:
+            try:
+                adapter = adapter_from_record(reply.content.array_records[ADAPTER], meta.header.alphas, job)
+            except UpdateRejected:
+                raise
+            except Exception as exc:  # a missing record, bytes that are no array, alphas of other layers...
+                raise UpdateRejected(
+                    "malformed",
+                    f"client {job.client}, job {job.job_id}: the reply's adapter cannot be decoded "
+                    f"({type(exc).__name__}: {exc})",
+                ) from None
         return JobResult(
             job=claimed,
-            adapter=decoded.adapter,
-            num_samples=decoded.num_samples,
-            samples_trained=decoded.samples_trained,
-            metrics=decoded.metrics,
+            adapter=adapter,
+            num_samples=meta.num_samples,
+            samples_trained=meta.samples_trained,
+            metrics=meta.metrics,
         )
 
     def close(self) -> None:
         self._sent.clear()
         self._replies.clear()
+
+
+def hello_client_id(reply: Message) -> int | None:
+    """The client id a hello reply claims, or None when it is missing or not an integer."""
+    try:
+        value = reply.content.config_records["hello"]["client_id"]
+    except Exception:  # no such record or key: an untrusted reply, not a server error
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value

@@ -33,7 +33,9 @@ class LocalWorker:
     def indices(self, client: int) -> np.ndarray:
         return self.partitions[0] if self.own_data else self.partitions[client]
 
-    def run(self, adapter: Adapter, steps: int, client: int, client_job: int) -> tuple[Adapter, dict[str, float]]:
+    def run(
+        self, adapter: Adapter, steps: int, client: int, client_job: int, start_version: int = 0
+    ) -> tuple[Adapter, dict[str, float]]:
         """`train_local` exactly as the in-process transport calls it: same seeds, same result."""
         return train_local(
             self.host,
@@ -45,6 +47,7 @@ class LocalWorker:
             client=client,
             client_job=client_job,
             freeze_A=self.freeze_A,
+            start_version=start_version,
         )
 
 

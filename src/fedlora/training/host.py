@@ -31,14 +31,17 @@ class ModelHost:
         train_head: bool,
         max_rank: int,
         task_type: str | None = None,
+        extra_trainables: tuple[str, ...] = (),
     ):
         """`task_type` is peft's (e.g. "CAUSAL_LM"): recorded in the exported adapter_config.json, so
-        AutoPeftModelForCausalLM knows what to load; None (classification) keeps peft's plain PeftModel."""
+        AutoPeftModelForCausalLM knows what to load; None (classification) keeps peft's plain PeftModel.
+        `extra_trainables` are further modules trained and exchanged with the head (e.g. BERT's pooler)."""
         self.alpha = alpha
         self.task_type = task_type
         self.dropout = dropout
         self.target_modules = list(target_modules)
         self.head_modules = [h for h in HEAD_NAMES if hasattr(model, h)] if train_head else []
+        self.head_modules += list(extra_trainables)
         self.max_rank = max_rank
         self.model: PeftModel = get_peft_model(model, self._lora_config(max_rank), adapter_name=slot_name(max_rank))
         self._slots = {max_rank}

@@ -16,6 +16,7 @@ from fedlora.data.tokenized import TokenizedData
 from fedlora.lora.adapter import Adapter
 from fedlora.seeding import numpy_rng, seed_torch
 from fedlora.training.host import ModelHost
+from fedlora.training.lr_schedule import LrSchedule, job_progress, lr_factor
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,27 @@ class LocalTrainingSpec:
     weight_decay: float
     max_grad_norm: float | None
     seed: int
+    lr_schedule: LrSchedule = "constant"
+    warmup_ratio: float = 0.0
+    total_versions: int | None = None  # the run's length in versions: the clock of the learning-rate schedule
+    group_by_length: bool = False
+
+
+def group_batches_by_length(
+    batches: list[np.ndarray], lengths: np.ndarray, rng: np.random.Generator, group: int = 50
+) -> list[np.ndarray]:
+    """Regroup drawn batches so each holds examples of similar length (less padding), as transformers'
+    LengthGroupedSampler: within each run of `group` batches, sort the examples by length, cut them into
+    batches again and shuffle those batches. Which examples a job sees is unchanged."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(batches), group):
+        chunk = batches[start : start + group]
+        flat = np.concatenate(chunk)
+        flat = flat[np.argsort(-lengths[flat], kind="stable")]
+        sizes = np.cumsum([len(b) for b in chunk])[:-1]
+        regrouped = np.split(flat, sizes)
+        out += [regrouped[i] for i in rng.permutation(len(regrouped))]
+    return out
 
 
 def batch_order(indices: np.ndarray, steps: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -48,6 +70,7 @@ def train_local(
     client: int,
     client_job: int,
     freeze_A: bool = False,
+    start_version: int = 0,
 ) -> tuple[Adapter, dict[str, float]]:
     slot = host.load(adapter)
     lora_params, head_params = host.trainable(slot, freeze_A=freeze_A)
@@ -58,10 +81,19 @@ def train_local(
     params = lora_params + head_params
     seed_torch(spec.seed, "dropout", client, client_job)
     batches = batch_order(indices, steps, spec.batch_size, numpy_rng(spec.seed, "batches", client, client_job))
+    if spec.group_by_length:
+        rng = numpy_rng(spec.seed, "length-groups", client, client_job)
+        batches = group_batches_by_length(batches, data.lengths, rng)
+    base_lrs = [g["lr"] for g in groups]
     model = host.model
     model.train()
     losses = []
-    for idx in batches:
+    for step, idx in enumerate(batches):
+        factor = lr_factor(
+            job_progress(start_version, step, steps, spec.total_versions), spec.lr_schedule, spec.warmup_ratio
+        )
+        for g, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            g["lr"] = base * factor
         out = model(**data.batch(idx))
         loss = out.loss
         optimizer.zero_grad(set_to_none=True)

@@ -12,8 +12,9 @@ Two optional hooks serve partitioners that do more than split:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +32,8 @@ class PartitionInputs:
     labels: np.ndarray
     lengths: np.ndarray | None = None  # tokenised length per example
     text_a: list[str] | None = None
-    text_b: list[str] | None = None
+    text_b: list[str] | None = None  # None also for single-text tasks
+    columns: Mapping[str, Sequence[Any]] | None = None  # training columns a partitioner asked for (needs_columns)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,6 +61,14 @@ class Partitioner(ABC):
 
     def binning(self, inputs: PartitionInputs) -> Binning | None:
         """The per-example score bins this partitioner skews over (length, quality), or None."""
+        return None
+
+    def needs_columns(self) -> tuple[str, ...]:
+        """Columns of the user's own data this partitioner reads (PartitionInputs.columns), e.g. the owner."""
+        return ()
+
+    def describe(self, inputs: PartitionInputs, parts: list[np.ndarray]) -> list[dict[str, Any]] | None:
+        """Per-client facts for the partition report beyond the common columns (e.g. the owners), or None."""
         return None
 
 

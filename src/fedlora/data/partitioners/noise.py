@@ -77,6 +77,12 @@ class Noise(Partitioner):
     def binning(self, inputs: PartitionInputs) -> Binning | None:
         return self.base.binning(inputs)
 
+    def needs_columns(self) -> tuple[str, ...]:
+        return self.base.needs_columns()
+
+    def describe(self, inputs: PartitionInputs, parts: list[np.ndarray]) -> list[dict[str, Any]] | None:
+        return self.base.describe(inputs, parts)
+
     def shares(self, num_clients: int) -> np.ndarray:
         if self.options.shares is not None:
             if len(self.options.shares) != num_clients:
@@ -92,7 +98,7 @@ class Noise(Partitioner):
         shares = self.shares(len(parts))
         flip = self.options.corrupt in ("labels", "both")
         shuffle = self.options.corrupt in ("text", "both")
-        if shuffle and (inputs.text_a is None or inputs.text_b is None):
+        if shuffle and inputs.text_a is None:
             raise ConfigError("partition.corrupt=text needs the example texts (PartitionInputs.text_a/text_b)")
         classes = np.unique(inputs.labels)
         if flip and len(classes) < 2:
@@ -108,7 +114,8 @@ class Noise(Partitioner):
                     labels[i] = int(numpy_rng(self.seed, "partition-noise", "flip", i).choice(others))
                 if shuffle:
                     ex = numpy_rng(self.seed, "partition-noise", "shuffle", i)
-                    texts[i] = (shuffle_words(inputs.text_a[i], ex), shuffle_words(inputs.text_b[i], ex))
+                    b = None if inputs.text_b is None else shuffle_words(inputs.text_b[i], ex)
+                    texts[i] = (shuffle_words(inputs.text_a[i], ex), b)
         return Corruption(labels=labels, texts=texts, shares=tuple(float(s) for s in shares))
 
 

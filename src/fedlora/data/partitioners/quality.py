@@ -41,9 +41,11 @@ class QualityOptions(BinnedOptions):
 
 
 def texts_of(inputs: PartitionInputs, which: Literal["pair", "a", "b"]) -> list[str]:
-    if inputs.text_a is None or (which != "a" and inputs.text_b is None):
+    if inputs.text_a is None:
         raise ConfigError("partition.name=quality needs the example texts (PartitionInputs.text_a/text_b)")
-    if which == "a":
+    if which == "b" and inputs.text_b is None:
+        raise ConfigError("partition.text=b: the task has one text column, so there is no text_b; use text: a")
+    if which == "a" or inputs.text_b is None:  # a single-text task: the pair is its one text
         return list(inputs.text_a)
     if which == "b":
         return list(inputs.text_b)

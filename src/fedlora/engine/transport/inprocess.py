@@ -49,6 +49,7 @@ class InProcessTransport(Transport):
             client=job.client,
             client_job=job.client_job,
             freeze_A=self.freeze_A,
+            start_version=job.start_version,
         )
         return JobResult(
             job=job,

@@ -1,0 +1,184 @@
+"""The HLoRA claim at the CPU protocol: heterogeneous ranks {2, 4, 8, 16} by speed tier, label skew
+Dirichlet(0.5), 10 clients, against zero-padding, HetLoRA, FlexLoRA, FLoRA, FFA-LoRA, homogeneous FedIT at
+rank 2 (the weakest client sets the rank) and rank 16 (the upper bound), and centralized at the same samples.
+
+Each cell is `fedlora run configs/protocol/{task}_{method}.yaml --set seed=S`; finished cells are recorded under
+docs/results/hlora_{task}[_full]/ and skipped on a rerun, so an interrupted study continues where it stopped.
+
+    python benchmarks/hlora_study.py --seeds 0 1 2 --jobs 2          # run what is missing, then the table
+    python benchmarks/hlora_study.py --table                         # the table from the records only
+    python benchmarks/hlora_study.py --scale full                    # the configs' GPU budget (reproduce.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from common import REPO, save_figure
+from study import DOCS_RESULTS, Cell, load_record, run_cell
+
+METHODS = ("hlora", "flexlora", "zeropad", "hetlora", "flora", "ffa", "fedit_r2", "fedit_r16", "centralized")
+#: the full scale: 4x the versions, every client each version, float32 (one large GPU runs the set in minutes)
+FULL = ("model.dtype=float32", "stop.versions=64", "schedule.per_round=10", "training.threads=null")
+#: a smoke test of the chain: a tiny random BERT on a slice of MRPC
+TINY = (
+    "model.random_init={hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}",
+    "task.train_limit=240",
+    "task.dev_limit=64",
+    "stop.versions=2",
+    "training.local_steps=2",
+    "eval.every_versions=1",
+)
+SCALES = {"full": FULL, "tiny": TINY}
+
+
+def study_name(task: str, scale: str) -> str:
+    return f"hlora_{task}" + ("" if scale == "cpu" else f"_{scale}")
+
+
+def cells(task: str, seeds: Sequence[int], scale: str, threads: int | None, methods=METHODS) -> list[Cell]:
+    extra = SCALES.get(scale, ()) + ((f"training.threads={threads}",) if threads and scale != "full" else ())
+    return [
+        Cell(
+            f"{m}/seed={s}",
+            f"configs/protocol/{task}_{m}.yaml",
+            (f"seed={s}", "output.progress=false", *extra),
+            tags={"method": m, "seed": str(s), "scale": scale},
+        )
+        for m in methods
+        for s in seeds
+    ]
+
+
+def _run(study: str, cell: Cell, runs_root: str) -> str:
+    run_cell(study, cell, Path(runs_root))
+    return cell.name
+
+
+def run_all(study: str, todo: list[Cell], runs_root: Path, jobs: int) -> None:
+    todo = [c for c in todo if load_record(study, c) is None]
+    print(f"[{study}] {len(todo)} cells to run", flush=True)
+    if jobs <= 1:
+        for c in todo:
+            print(f"[{study}] {_run(study, c, str(runs_root))} done", flush=True)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for name in pool.map(_run, [study] * len(todo), todo, [str(runs_root)] * len(todo)):
+            print(f"[{study}] {name} done", flush=True)
+
+
+# ----- the table ------------------------------------------------------------------------------------------
+
+
+def first_reaching(history: list[dict], metric: str, target: float) -> dict | None:
+    return next((p for p in history if p["metrics"].get(metric, -1) >= target), None)
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def table(study: str, methods: Sequence[str], seeds: Sequence[int], target: float) -> tuple[str, dict]:
+    recs = {(m, s): load_record(study, Cell(f"{m}/seed={s}", "")) for m in methods for s in seeds}
+    lines = [
+        f"| method | seeds | final acc | final F1 | best acc | best F1 | versions to {target} | virtual s to {target} "
+        "| MB up | MB down |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    data: dict = {}
+    for m in methods:
+        got = [(s, recs[(m, s)]) for s in seeds if recs[(m, s)] is not None]
+        if not got:
+            continue
+        fin = [r["final"]["metrics"] for _, r in got]
+        best_acc = [max(p["metrics"]["accuracy"] for p in r["history"]) for _, r in got]
+        best_f1 = [max(p["metrics"].get("f1", 0.0) for p in r["history"]) for _, r in got]
+        reach = [first_reaching(r["history"], "accuracy", target) for _, r in got]
+        versions = [p["version"] for p in reach if p]
+        seconds = [p["virtual_s"] for p in reach if p]
+        hit = f"{len(versions)}/{len(got)}"
+        up = statistics.mean(r["totals"]["bytes_up"] for _, r in got) / 1e6
+        down = statistics.mean(r["totals"]["bytes_down"] for _, r in got) / 1e6
+        v_txt = f"{statistics.mean(versions):.1f} ({hit})" if versions else f"- (0/{len(got)})"
+        s_txt = f"{statistics.mean(seconds):,.0f} ({hit})" if seconds else f"- (0/{len(got)})"
+        lines.append(
+            f"| {m} | {','.join(str(s) for s, _ in got)} | {mean_std([f['accuracy'] for f in fin])} | "
+            f"{mean_std([f.get('f1', float('nan')) for f in fin])} | {mean_std(best_acc)} | {mean_std(best_f1)} | "
+            f"{v_txt} | {s_txt} | {up:.1f} | {down:.1f} |"
+        )
+        data[m] = {s: r for s, r in got}
+    return "\n".join(lines), data
+
+
+def paired(data: dict, a: str, b: str) -> str:
+    if a not in data or b not in data:
+        return f"{a} - {b}: not both recorded"
+    common = sorted(set(data[a]) & set(data[b]))
+    if not common:
+        return f"{a} - {b}: no common seeds"
+    parts, diffs = [], []
+    for key in ("accuracy", "f1"):
+        d = [data[a][s]["final"]["metrics"][key] - data[b][s]["final"]["metrics"][key] for s in common]
+        diffs.append(d)
+        pos, neg = sum(x > 0 for x in d), sum(x < 0 for x in d)
+        per = ", ".join(f"s{s}: {x:+.4f}" for s, x in zip(common, d, strict=True))
+        parts.append(f"{key} {statistics.mean(d):+.4f} ({per}; {pos}+ / {neg}- / {len(d) - pos - neg}=)")
+    return f"{a} - {b}, final, per seed: " + "; ".join(parts)
+
+
+def figure(data: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m, by_seed in data.items():
+        hist = [r["history"] for r in by_seed.values()]
+        n = min(len(h) for h in hist)
+        xs = [hist[0][i]["version"] for i in range(n)]
+        ys = [statistics.mean(h[i]["metrics"]["accuracy"] for h in hist) for i in range(n)]
+        ax.plot(xs, ys, label=m, lw=2.2 if m == "hlora" else 1.2)
+    ax.axhline(0.684, color="grey", ls=":", lw=1, label="majority class")
+    ax.set_xlabel("version")
+    ax.set_ylabel("MRPC dev accuracy (mean over seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="mrpc")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--scale", choices=("cpu", "full", "tiny"), default="cpu")
+    ap.add_argument("--jobs", type=int, default=2, help="cells in parallel (each with training.threads=1)")
+    ap.add_argument("--target", type=float, default=0.75, help="dev accuracy for versions/seconds to target")
+    ap.add_argument("--table", action="store_true", help="only print the table from the records")
+    ap.add_argument("--runs-dir", type=Path, default=REPO / "runs")
+    args = ap.parse_args()
+    study = study_name(args.task, args.scale)
+    threads = 1 if args.jobs > 1 else None
+    if not args.table:
+        run_all(study, cells(args.task, args.seeds, args.scale, threads, args.methods), args.runs_dir, args.jobs)
+    text, data = table(study, METHODS, args.seeds, args.target)
+    pairs = [paired(data, "hlora", "zeropad"), paired(data, "hlora", "fedit_r2"), paired(data, "hlora", "fedit_r16")]
+    out = DOCS_RESULTS / study
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text + "\n\n" + "\n".join(f"- {p}" for p in pairs) + "\n")
+    if data:
+        figure(data, out / "accuracy_vs_version.png")
+    print(text)
+    print("\n".join(pairs))
+    print(json.dumps({"study": study, "records": sum(len(v) for v in data.values())}))
+
+
+if __name__ == "__main__":
+    main()

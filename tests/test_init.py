@@ -1,0 +1,35 @@
+"""The package itself: a lazy public API, and no warning printed on every run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+TRIGGER = (
+    "import warnings; warnings.simplefilter('always')\n"
+    "{prelude}"
+    "from transformers import BertConfig, BertModel\n"
+    "model = BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16))\n"
+    "model.is_gradient_checkpointing  # what peft's PeftModel.__init__ reads\n"
+)
+
+
+def test_the_public_api_imports_on_first_use():
+    from fedlora import Adapter, LoRAFactors, get_aggregator
+
+    assert Adapter.__name__ == "Adapter" and LoRAFactors.__name__ == "LoRAFactors" and callable(get_aggregator)
+    with pytest.raises(AttributeError):
+        __import__("fedlora").NoSuchThing  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_gradient_checkpointing_future_warning_is_not_printed():
+    def stderr(prelude: str) -> str:
+        run = subprocess.run([sys.executable, "-c", TRIGGER.format(prelude=prelude)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stderr
+
+    assert "is_gradient_checkpointing` is deprecated" in stderr("")  # the warning exists without fedlora
+    assert "FutureWarning" not in stderr("import fedlora\n")

@@ -33,3 +33,15 @@ def test_the_gradient_checkpointing_future_warning_is_not_printed():
 
     assert "is_gradient_checkpointing` is deprecated" in stderr("")  # the warning exists without fedlora
     assert "FutureWarning" not in stderr("import fedlora\n")
+
+
+def test_importing_fedlora_makes_openmp_wait_passively_unless_the_user_chose():
+    """Spinning OpenMP threads slowed a run 100x beside another busy process (benchmarks/threads_under_load.py)."""
+    code = "import os, fedlora; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}
+    )
+    assert chosen.stdout.strip() == "ACTIVE"

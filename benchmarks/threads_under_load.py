@@ -68,9 +68,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "threads_under_load.json")
     args = ap.parse_args()
     settings = [
-        ("ACTIVE (libgomp default)", "ACTIVE", 2),
+        ("unset (libgomp default)", None, 2),
+        ("ACTIVE", "ACTIVE", 2),
         ("PASSIVE (fedlora default)", "PASSIVE", 2),
-        ("1 thread", "ACTIVE", 1),
+        ("1 thread", None, 1),
     ]
     rows = []
     for load in (False, True):

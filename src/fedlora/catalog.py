@@ -32,8 +32,9 @@ def catalog() -> list[tuple[str, list[tuple[str, str]]]]:
         ("rank policies (clients.ranks.name)", RANK_POLICIES),
     ):
         sections.append((title, [(n, one_line(_implementation_doc(registry.get(n)))) for n in registry.names()]))
-    speeds = get_args(SpeedConfig.model_fields["name"].annotation)
-    sections.append(("speed profiles (clients.speeds.name)", [(n, SPEED_PROFILES[n]) for n in speeds]))
+    speeds = get_args(SpeedConfig.model_fields["name"].annotation)  # in the config's order
+    described = [(n, one_line(_implementation_doc(SPEED_PROFILES.get(n)))) for n in speeds]
+    sections.append(("speed profiles (clients.speeds.name)", described))
     return sections
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, ValidationError, model_validator
 
 from fedlora.aggregators import AGGREGATORS
 from fedlora.clients.ranks import RANK_POLICIES
@@ -33,6 +33,7 @@ class NamedChoice(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     _registry: Registry
+    _typed: BaseModel | None = PrivateAttr(None)  # the options, validated once, here
     name: str
 
     @model_validator(mode="after")
@@ -41,7 +42,7 @@ class NamedChoice(BaseModel):
         if self.name not in reg:
             raise ValueError(f"name: unknown {reg.kind} {self.name!r}; choose one of: {', '.join(reg.names())}")
         try:
-            reg.get(self.name).Options.model_validate(self.model_extra or {})
+            self._typed = reg.get(self.name).Options.model_validate(self.model_extra or {})
         except ValidationError as exc:
             raise ValueError("\n".join(_format_errors(exc, prefix="", foreign=self._foreign_option))) from None
         return self
@@ -65,11 +66,13 @@ class NamedChoice(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         """The validated options with defaults filled in, as keyword arguments."""
-        impl = self._registry.get(self.name)
-        return impl.Options.model_validate(self.model_extra or {}).model_dump()
+        return self.typed_options().model_dump()
 
     def typed_options(self) -> BaseModel:
-        return self._registry.get(self.name).Options.model_validate(self.model_extra or {})
+        """The options as the implementation's `Options`, validated when the config was (what `build` takes)."""
+        if self._typed is None:  # built without validation (model_construct)
+            self._typed = self._registry.get(self.name).Options.model_validate(self.model_extra or {})
+        return self._typed
 
 
 class AggregatorConfig(NamedChoice):

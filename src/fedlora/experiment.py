@@ -1,6 +1,12 @@
-"""Build everything from a validated config, run it, and write the run directory.
+"""A run from a validated config: the data and model (`prepare`), a builder and a runner.
 
-This is the only place that reads the config object; everything below it gets plain typed arguments.
+`build(cfg) -> Components` makes every part of a run (model host, aggregator, schedule, clients, cost
+model, evaluator, the frozen base the aggregator may fold into) without touching a run directory or a
+transport; `run(components, transport, observer)` drives the server loop on the transport the caller
+brings. `run_experiment` composes them with the run directory's session (io/session.py: the resume
+policy, the first writes, the results), the progress display (progress.py) and the default transport
+(transports.py). This is the only place that reads the config object; everything below it gets plain
+typed arguments.
 """
 
 from __future__ import annotations
@@ -18,40 +24,43 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from fedlora.aggregators import AGGREGATORS, get_aggregator
+from fedlora.aggregators import AGGREGATORS, Aggregator
 from fedlora.clients.availability import Availability
 from fedlora.clients.bandwidth import draw_bandwidth
 from fedlora.clients.ranks import RANK_POLICIES
 from fedlora.clients.speeds import draw_speeds
-from fedlora.config import OWN_DATA_TASKS, ExperimentConfig, dump_config, load_config
-from fedlora.data.glue import TextPairs, data_fingerprint, load_glue, task_spec
+from fedlora.config import OWN_DATA_TASKS, ExperimentConfig, load_config
+from fedlora.data.glue import TextPairs, load_glue, task_spec
 from fedlora.data.instruction_tokens import TokenizedInstructions, tokenize_instructions
 from fedlora.data.local_split import carve_local_validation
-from fedlora.data.own_data import check_metric, load_own_data, own_data_fingerprint
+from fedlora.data.own_data import check_metric, load_own_data
 from fedlora.data.partitioners import PARTITIONERS, Corruption, Partitioner, PartitionInputs
 from fedlora.data.prompts import TokenizedPrompts, prompt_spec, tokenize_prompts
 from fedlora.data.tokenized import TokenizedData, tokenize_pairs
 from fedlora.engine.cost import CostModel
+from fedlora.engine.evaluation import EvalPlan
 from fedlora.engine.faults import Faults
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.engine.local_metrics import LocallyValidated, local_summary
+from fedlora.engine.observer import Callbacks, Observer, Observers
 from fedlora.engine.server import ClientWorld, Server, StopRules
 from fedlora.engine.transport.base import Transport
-from fedlora.engine.transport.inprocess import InProcessTransport
 from fedlora.errors import ConfigError
-from fedlora.io.rundir import EventLog, RunDir, writing
-from fedlora.io.state import follow_umask, save_adapter, save_tensors
-from fedlora.io.tensorboard import require_tensorboard, with_tensorboard
-from fedlora.jobs import Job
+from fedlora.evaluator import ModelEvaluator
+from fedlora.io.session import RunDirObserver, RunSession
+from fedlora.io.tensorboard import require_tensorboard
 from fedlora.lora.adapter import Adapter
 from fedlora.lora.init import fresh_adapter
 from fedlora.models.loading import default_target_modules, load_causal_lm, load_classifier, load_tokenizer
 from fedlora.models.pooling import trainable_modules
-from fedlora.schedules import SCHEDULES
+from fedlora.progress import Progress
+from fedlora.registry import PluginContext
+from fedlora.schedules import SCHEDULES, Schedule
 from fedlora.seeding import numpy_rng, seed_torch, torch_generator
 from fedlora.training.causal import accepts_logits_to_keep
-from fedlora.training.evaluate import evaluate, evaluate_groups
 from fedlora.training.host import ModelHost
 from fedlora.training.local import LocalTrainingSpec, train_local
+from fedlora.transports import make_transport
 
 if TYPE_CHECKING:
     from fedlora.partition_report import PartitionReport
@@ -89,10 +98,6 @@ class PreparedData:
     seed: int
     partition_name: str
     label_names: tuple[str, ...] | None = None  # text_classification: the class of each label id (recorded)
-
-
-def get_aggregator_class(name: str):
-    return AGGREGATORS.get(name)
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
@@ -224,15 +229,20 @@ def check_token_ids(cfg: ExperimentConfig, model, *splits: TokenizedPrompts | To
         )
 
 
+def plugin_context(cfg: ExperimentConfig) -> PluginContext:
+    """What every plugin (aggregator, schedule, partitioner, rank policy, speed profile) is built with."""
+    return PluginContext(seed=cfg.seed, num_clients=cfg.clients.count, r_max=cfg.lora.rank)
+
+
 def client_world(cfg: ExperimentConfig, partitions: list[np.ndarray], speeds: np.ndarray) -> ClientWorld:
     n = cfg.clients.count
-    policy = RANK_POLICIES.get(cfg.clients.ranks.name)(cfg.clients.ranks.typed_options())
+    policy = RANK_POLICIES.build(cfg.clients.ranks.name, cfg.clients.ranks.typed_options(), plugin_context(cfg))
     samples = np.array([len(p) for p in partitions])
     ranks = [int(r) for r in policy.assign(n, cfg.lora.rank, speeds, samples, cfg.seed)]
     for c, r in enumerate(ranks):
         if not 1 <= r <= cfg.lora.rank:
             raise ConfigError(f"clients.ranks: client {c} got rank {r}, outside 1..lora.rank={cfg.lora.rank}")
-    if len(set(ranks)) > 1 and not get_aggregator_class(cfg.aggregator.name).supports_mixed_ranks:
+    if len(set(ranks)) > 1 and not AGGREGATORS.get(cfg.aggregator.name).supports_mixed_ranks:
         raise ConfigError(
             f"aggregator.name={cfg.aggregator.name} needs equal ranks but clients.ranks gives "
             f"{sorted(set(ranks))}; use a heterogeneous-rank aggregator such as hlora"
@@ -294,98 +304,42 @@ def partition_table(prep: Prepared) -> list[dict[str, Any]]:
     return build_report(prep.cfg.partition.name, None, inputs, prep.partitions, seed=prep.cfg.seed).rows
 
 
-class Progress:
-    """A rich progress bar (version, virtual time, last dev metric) plus one printed line per evaluation."""
+@dataclass
+class Components:
+    """Everything one run is made of, built from its config before anything runs: no run directory is read
+    or written and no transport exists yet, so a caller may bring its own (a Flower ServerApp its Grid's)."""
 
-    def __init__(self, cfg: ExperimentConfig, enabled: bool):
-        self.enabled = enabled
-        self.metric = cfg.eval.metric
-        self.total = cfg.stop.versions
-        self._progress = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self._progress = RichProgress(
-                TextColumn("[bold]fedlora"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(),
-            )
-            self._task = self._progress.add_task("run", total=self.total, status="starting")
-
-    def __enter__(self) -> Progress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def update(self, server: Server) -> None:
-        if self._progress is None:
-            return
-        last = server.history[-1]["metrics"] if server.history else {}
-        status = f"v{server.version} t={server.now:,.0f}s {self.metric}={last.get(self.metric, float('nan')):.4f}"
-        self._progress.update(self._task, completed=server.version, status=status)
-
-    def evaluation(self, server: Server) -> None:
-        if self._progress is None:
-            return
-        p = server.history[-1]
-        metrics = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
-        if "local" in p and p["local"].get("mean"):  # the global model on the clients' own splits
-            metrics += f"  local mean {self.metric}={p['local']['mean'].get(self.metric, float('nan')):.4f}"
-            metrics += f" worst={p['local']['worst'].get(self.metric, float('nan')):.4f}"
-        self._progress.console.print(f"version {p['version']:>4}  virtual {p['virtual_s']:>10,.1f}s  {metrics}")
-        self.update(server)
+    cfg: ExperimentConfig
+    prep: Prepared
+    spec: LocalTrainingSpec
+    aggregator: Aggregator
+    schedule: Schedule
+    world: ClientWorld
+    initial: Adapter
+    cost: CostModel
+    base: FrozenBase  # what the aggregator folds into the frozen base weights; shared by transport and evaluator
+    evaluator: ModelEvaluator
+    stop: StopRules
+    plan: EvalPlan
+    faults: Faults | None
+    server_class: type[Server]
+    step_seconds: float
+    partition: list[dict[str, Any]]  # the rows of the partition table (run.json's `partition`)
+    report: PartitionReport | None  # the table as `fedlora partition` writes it (None without PreparedData)
 
 
-def run_experiment(
-    cfg: ExperimentConfig,
-    out: str | Path | None = None,
-    resume: bool = False,
-    on_version=None,
-    progress: bool | None = None,
-    say: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) one experiment; returns the summary that is also written to summary.json.
+def build(cfg: ExperimentConfig, step_seconds: float | None = None) -> Components:
+    """Load the data and the model and build every part of the run from the validated config.
 
-    `say` gets the notices a user should see (resuming from version N, starting fresh, falling back to the
-    previous checkpoint); without it they go to the `fedlora.experiment` logger.
+    `step_seconds`: the seconds per local step a resumed run measured before (training.step_seconds:
+    calibrate); without it they are measured now.
     """
-    rd = RunDir(out if out is not None else Path(cfg.output.dir) / (cfg.output.name or default_run_name(cfg)))
-    resolved = dump_config(cfg)
-    notify = say or _log.info
-    start = rd.open(resolved, resume, notify)
-    if start == "finished":
-        return rd.read_json(rd.summary)
-    resuming = start == "resume"
-    if cfg.task.name in OWN_DATA_TASKS:
-        data = own_data_fingerprint(cfg.task)
-    else:
-        data = data_fingerprint(cfg.task.name, cfg.task.data_dir)
-    if resuming:
-        rd.check_data(data)
-    if cfg.output.tensorboard:
-        require_tensorboard()  # a missing package fails now, not after loading the data and the model
-    # nothing is written to the run directory until everything below has validated (model width, ranks,
-    # transport): a run that fails at start-up leaves no directory that would refuse the fixed config
-
     prep = prepare(cfg)
     host = prep.host
     spec = training_spec(cfg)
-    aggregator = get_aggregator(cfg.aggregator.name, rank=cfg.lora.rank, seed=cfg.seed, **cfg.aggregator.options)
-    schedule = SCHEDULES.get(cfg.schedule.name)(cfg.schedule.typed_options(), cfg.clients.count, cfg.seed)
+    context = plugin_context(cfg)
+    aggregator = AGGREGATORS.build(cfg.aggregator.name, cfg.aggregator.typed_options(), context)
+    schedule = SCHEDULES.build(cfg.schedule.name, cfg.schedule.typed_options(), context)
     speeds = draw_speeds(cfg.clients.speeds, cfg.clients.count, cfg.seed)
     world = client_world(cfg, prep.partitions, speeds)
     for r in set(world.ranks):
@@ -397,161 +351,121 @@ def run_experiment(
         torch_generator(cfg.seed, "adapter-init"),
         extras=host.head_template(),
     )
-
-    record = rd.read_json(rd.run_record) if resuming and rd.run_record.is_file() else {}
     if cfg.training.step_seconds == "calibrate":
-        if "step_seconds" not in record:
-            record["step_seconds"] = calibrate_step_seconds(prep, initial, spec)
-        step_seconds = float(record["step_seconds"])
+        step_seconds = step_seconds if step_seconds is not None else calibrate_step_seconds(prep, initial, spec)
     else:
         step_seconds = float(cfg.training.step_seconds)
-    record.setdefault("step_seconds", step_seconds)
     report = partition_report(prep.data) if prep.data is not None else None
-    record.setdefault("partition", report.rows if report is not None else partition_table(prep))
-    record.setdefault("data", data)  # where the data came from and its fingerprint: a resume must use the same
-
     cost = CostModel(
         step_seconds=step_seconds,
         speeds=speeds,
         bandwidth=draw_bandwidth(cfg.clients.bandwidth, cfg.clients.count, cfg.seed),
         latency_s=cfg.clients.latency_s,
     )
-    transport = make_transport(cfg, prep, spec, aggregator.freezes_A)
-    evaluate_clients = None
-    if prep.local_val is not None:
-        transport, evaluate_clients = local_validation(cfg, prep, transport)
+    base = FrozenBase()
+    e, s = cfg.eval, cfg.stop
+    return Components(
+        cfg=cfg,
+        prep=prep,
+        spec=spec,
+        aggregator=aggregator,
+        schedule=schedule,
+        world=world,
+        initial=initial,
+        cost=cost,
+        base=base,
+        evaluator=ModelEvaluator(host, prep.dev, prep.train, prep.local_val, e.batch_size, prep.metric_names, base),
+        stop=StopRules(s.versions, s.virtual_seconds, s.target_accuracy, s.samples, target_stops=s.stop_at_target),
+        plan=EvalPlan(e.metric, e.every_versions, e.every_seconds, tuple(e.time_budgets)),
+        faults=faults(cfg),
+        server_class=server_class(cfg),
+        step_seconds=step_seconds,
+        partition=report.rows if report is not None else partition_table(prep),
+        report=report,
+    )
 
-    def eval_global(adapter) -> dict[str, float]:
-        return evaluate(host, adapter, prep.dev, cfg.eval.batch_size, prep.metric_names)
 
-    merge_into_base, extra_state = merging(cfg, aggregator, host)
+def run(
+    components: Components,
+    transport: Transport,
+    observer: Observer | None = None,
+    state: dict[str, Any] | None = None,
+) -> Server:
+    """Run the built experiment on `transport` (resumed from a checkpoint `state`) and return the server.
 
-    created = not rd.path.exists()
-    if not resuming:
-        rd.create(resolved)
+    The transport is the caller's: in-process, Flower's simulation, or a ServerApp's Grid. With local
+    validation splits, job results are scored there before and after training (`LocallyValidated`).
+    """
+    c = components
+    if c.evaluator.validates_jobs:
+        transport = LocallyValidated(transport, c.evaluator.validate)
+    server = c.server_class(
+        aggregator=c.aggregator,
+        schedule=c.schedule,
+        transport=transport,
+        cost=c.cost,
+        world=c.world,
+        initial_adapter=c.initial,
+        evaluator=c.evaluator,
+        stop=c.stop,
+        plan=c.plan,
+        observer=observer,
+        faults=c.faults,
+        max_update_norm=c.cfg.validation.max_update_norm,
+        base=c.base,
+    )
+    if state is not None:
+        server.load_state_dict(state)
     try:
-        with writing(rd.path):
-            if report is not None:
-                report.write(rd.path)  # partition.json, partition.md: the same table as `fedlora partition`
-            record["torch_threads"] = torch.get_num_threads()
-            rd.write_json(rd.run_record, record)
-            state = rd.load_checkpoint(notify) if resuming else None
-            if state is not None:
-                notify(f"resuming from version {state['version']} (virtual t={state['clock']['now']:,.1f} s)")
-            log = EventLog(rd.events, keep_lines=state["events_written"] if state else None)
-            if cfg.output.tensorboard:
-                log = with_tensorboard(log, rd.path, rd.events)
-    except BaseException:
-        if not resuming:
-            rd.discard_if_unstarted(created)
-        raise
+        transport.drive(server.run)
+    finally:
+        transport.close()
+    return server
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    on_version: Callable[[Server], None] | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+    connect: Callable[[Components], Transport] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one experiment; returns the summary that is also written to summary.json.
+
+    `say` gets the notices a user should see (resuming from version N, starting fresh, falling back to the
+    previous checkpoint); without it they go to the `fedlora.experiment` logger. `connect` builds the
+    transport from the components (a Flower ServerApp passes its Grid's); by default `make_transport`.
+    """
+    where = out if out is not None else Path(cfg.output.dir) / (cfg.output.name or default_run_name(cfg))
+    session = RunSession.open(cfg, where, resume, say or _log.info)
+    if session.finished:
+        return session.summary()
+    if cfg.output.tensorboard:
+        require_tensorboard()  # a missing package fails now, not after loading the data and the model
+    # nothing is written to the run directory until everything below has validated (model width, ranks,
+    # transport): a run that fails at start-up leaves no directory that would refuse the fixed config
+    components = build(cfg, session.recorded_step_seconds)
+    transport = connect(components) if connect is not None else make_transport(cfg, components)
+    state, log = session.begin(components.step_seconds, components.partition, components.report)
     show = cfg.output.progress if progress is None else progress
-    with Progress(cfg, enabled=show) as bar:
-        server = server_class(cfg)(
-            aggregator=aggregator,
-            schedule=schedule,
-            transport=transport,
-            cost=cost,
-            world=world,
-            initial_adapter=initial,
-            evaluate=eval_global,
-            evaluate_clients=evaluate_clients,
-            stop=StopRules(
-                cfg.stop.versions,
-                cfg.stop.virtual_seconds,
-                cfg.stop.target_accuracy,
-                cfg.stop.samples,
-                target_stops=cfg.stop.stop_at_target,
-            ),
-            metric=cfg.eval.metric,
-            eval_every_versions=cfg.eval.every_versions,
-            eval_every_seconds=cfg.eval.every_seconds,
-            time_budgets=cfg.eval.time_budgets,
-            faults=faults(cfg),
-            checkpoint_every=cfg.output.checkpoint_every,
-            save_checkpoint=rd.save_checkpoint,
-            record=log,
-            on_progress=bar.evaluation,
-            on_version=_chain(bar.update, on_version),
-            merge_into_base=merge_into_base,
-            extra_state=extra_state,
-            max_update_norm=cfg.validation.max_update_norm,
+    with Progress(cfg.eval.metric, cfg.stop.versions, enabled=show) as bar:
+        observer = Observers(
+            RunDirObserver(log, session.rd, cfg.output.checkpoint_every), bar, Callbacks(new_version=on_version)
         )
-        if state is not None:
-            server.load_state_dict(state)
         try:
-            transport.drive(server.run)
+            server = run(components, transport, observer, state)
         finally:
             log.close()
-            transport.close()
     summary = server.summary()
-    summary["run_dir"] = str(rd.path)
-    summary["step_seconds"] = step_seconds
-    if prep.local_val is not None:
-        sizes = [len(v) for v in prep.local_val]
+    summary["run_dir"] = str(session.rd.path)
+    summary["step_seconds"] = components.step_seconds
+    local_val = components.prep.local_val
+    if local_val is not None:
+        sizes = [len(v) for v in local_val]
         summary["local"] = local_summary(server.history, summary["job_metrics"], cfg.eval.local_val_share, sizes)
-    with writing(rd.path):
-        save_adapter(rd.path / "global_adapter.safetensors", server.global_adapter, {"version": server.version})
-        host.save_peft(server.global_adapter, rd.adapter_dir)
-        for exported in rd.adapter_dir.glob("*.safetensors"):  # peft writes them with safetensors' mode 0600
-            follow_umask(exported)
-        if aggregator.merges_into_base:  # the exported adapter only makes sense on top of the merged base
-            save_tensors(host.base_state(), rd.path / "merged_base_delta.safetensors")
-    rd.write_json(rd.summary, summary)
-    return summary
-
-
-def make_transport(cfg: ExperimentConfig, prep: Prepared, spec: LocalTrainingSpec, freeze_A: bool) -> Transport:
-    """WHERE clients run (transport.name); Flower is imported only when chosen."""
-    if cfg.transport.name == "inprocess":
-        return InProcessTransport(prep.host, prep.train, prep.partitions, spec, freeze_A=freeze_A)
-    if cfg.transport.name == "flower_simulation":
-        from fedlora.flower import require_flower
-
-        require_flower()
-        from fedlora.flower.simulation import FlowerSimulationTransport
-
-        t = cfg.transport
-        return FlowerSimulationTransport(
-            dump_config(cfg),
-            cfg.clients.count,
-            workers=t.workers,
-            worker_cpus=t.worker_cpus,
-            job_timeout_s=t.job_timeout_s,
-            wait_for_clients_s=t.wait_for_clients_s,
-        )
-    if cfg.transport.name == "flower_deployment":  # inside the ServerApp that `fedlora serve` starts
-        from fedlora.flower import require_flower
-
-        require_flower()
-        from fedlora.flower.deploy import DeploymentTransport
-
-        t = cfg.transport
-        return DeploymentTransport.from_config(
-            dump_config(cfg), cfg.clients.count, t.job_timeout_s, t.wait_for_clients_s
-        )
-    raise ConfigError(f"transport.name={cfg.transport.name!r} is not a transport")
-
-
-def local_validation(
-    cfg: ExperimentConfig, prep: Prepared, transport: Transport
-) -> tuple[Transport, Callable[[Adapter], list[dict[str, float] | None]]]:
-    """(transport whose results carry each job's local before/after metrics, the global model on every split).
-
-    Both score on the clients' local validation splits (engine.local_metrics); the global model on all of
-    them in one batched pass over their union.
-    """
-    assert prep.local_val is not None
-    splits, host, bs, names = prep.local_val, prep.host, cfg.eval.batch_size, prep.metric_names
-
-    def validate(job: Job, adapter: Adapter) -> dict[str, float]:
-        idx = splits[job.client]
-        return evaluate(host, adapter, prep.train, bs, names, indices=idx) if len(idx) else {}
-
-    def evaluate_clients(adapter: Adapter) -> list[dict[str, float] | None]:
-        return evaluate_groups(host, adapter, prep.train, splits, bs, names)
-
-    return LocallyValidated(transport, validate), evaluate_clients
+    return session.finish(server, components.prep.host, components.base, summary)
 
 
 def server_class(cfg: ExperimentConfig) -> type[Server]:
@@ -563,28 +477,6 @@ def server_class(cfg: ExperimentConfig) -> type[Server]:
     return Server
 
 
-def merging(cfg: ExperimentConfig, aggregator, host: ModelHost):
-    """(merge_into_base, extra_state) for aggregators that fold every version into the base (FLoRA), else Nones.
-
-    After each combination the update is added to the frozen base weights and clients restart from a fresh
-    adapter (seeded per version, the combined head kept); the merged delta travels in checkpoints.
-    """
-    if not aggregator.merges_into_base:
-        return None, None
-
-    def merge_into_base(adapter, version: int):
-        host.merge(adapter)
-        return fresh_adapter(
-            host.layer_shapes,
-            cfg.lora.rank,
-            cfg.lora.alpha,
-            torch_generator(cfg.seed, "fresh-after-merge", version),
-            extras=adapter.extras,
-        )
-
-    return merge_into_base, (host.base_state, host.load_base_state)
-
-
 def faults(cfg: ExperimentConfig) -> Faults | None:
     """Client unavailability and job crashes, or None when the world has neither."""
     av = cfg.clients.availability
@@ -592,16 +484,6 @@ def faults(cfg: ExperimentConfig) -> Faults | None:
         return None
     availability = Availability(cfg.seed, av.mean_online_s, av.mean_offline_s) if av is not None else None
     return Faults(cfg.seed, cfg.clients.failure_prob, availability)
-
-
-def _chain(*fns):
-    fns = [f for f in fns if f is not None]
-
-    def call(server: Server) -> None:
-        for f in fns:
-            f(server)
-
-    return call
 
 
 def run_from_file(

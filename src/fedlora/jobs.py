@@ -6,8 +6,13 @@ Shared by the engine, the schedules and the transports, so it sits below all of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from fedlora.lora.adapter import Adapter
+
+#: which LoRA factors a job trains (the aggregator's `trains` hook): both, or one with the other frozen
+Trains = Literal["AB", "A", "B"]
+TRAINS: tuple[Trains, ...] = ("AB", "A", "B")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class Job:
     bytes_down: int
     bytes_up: int
     tag: int = 0  # schedule-defined (e.g. the synchronous round this job belongs to)
+    trains: Trains = "AB"  # the factors the client trains; the other one stays as it was sent
+    base_version: int = 0  # how many folds into the frozen base the client trains on (engine.frozen_base)
 
 
 @dataclass(frozen=True)

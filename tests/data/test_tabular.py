@@ -143,3 +143,12 @@ def test_the_fingerprint_changes_with_the_files(tmp_path):
     assert fingerprint(request(tmp_path))["sha256"] != first["sha256"]
     hub = fingerprint(request(None, hub_dataset="ag_news"))
     assert hub == {"source": "hub:ag_news", "sha256": None}
+
+
+def test_an_unreachable_hub_dataset_is_one_line_with_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # never a download in the tests
+    with pytest.raises(DataError) as exc:
+        load_splits(request(None, hub_dataset="fedlora-test/no-such-dataset"))
+    msg = one_line(exc)
+    assert msg.startswith("hub:fedlora-test/no-such-dataset:train: cannot load it")
+    assert "task.hub.dataset" in msg and "task.data_dir" in msg

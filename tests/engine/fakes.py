@@ -17,7 +17,9 @@ import torch
 
 from fedlora.aggregators.fedit import FedIT
 from fedlora.engine.cost import CostModel
+from fedlora.engine.evaluation import EvalPlan, FunctionEvaluator
 from fedlora.engine.faults import Faults
+from fedlora.engine.observer import Callbacks
 from fedlora.engine.server import ClientWorld, Server, StopRules
 from fedlora.engine.transport.base import JobFailed, Transport
 from fedlora.jobs import Job, JobResult
@@ -142,7 +144,24 @@ def make_server(
     samples_list = list(samples) if samples is not None else [8] * n
     transport = transport or FakeTransport()
     transport.samples = samples_list
-    kwargs.setdefault("eval_every_versions", 1)
+    # the server's evaluator, plan and observer, from the keyword arguments the tests name
+    evaluator = FunctionEvaluator(
+        dev=kwargs.pop("evaluate", None) or Evaluator(),
+        clients=kwargs.pop("evaluate_clients", None) or (lambda a: None),
+    )
+    plan = EvalPlan(
+        metric=kwargs.pop("metric", "accuracy"),
+        every_versions=kwargs.pop("eval_every_versions", 1),
+        every_seconds=kwargs.pop("eval_every_seconds", None),
+        time_budgets=tuple(kwargs.pop("time_budgets", ())),
+    )
+    observer = Callbacks(
+        record=events.append if events is not None else None,
+        evaluated=kwargs.pop("on_progress", None),
+        new_version=kwargs.pop("on_version", None),
+        checkpoint=kwargs.pop("save_checkpoint", None),
+        checkpoint_every=kwargs.pop("checkpoint_every", None),
+    )
     return server_cls(
         aggregator=FedIT(rank=1),
         schedule=schedule,
@@ -150,10 +169,11 @@ def make_server(
         cost=CostModel(step_seconds=1.0, speeds=np.asarray(speeds, float), bandwidth=np.full(n, np.inf), latency_s=0),
         world=ClientWorld(ranks=[1] * n, alphas=[1.0] * n, steps=steps_list, samples=samples_list),
         initial_adapter=num_adapter(initial),
-        evaluate=kwargs.pop("evaluate", None) or Evaluator(),
+        evaluator=evaluator,
         stop=stop or StopRules(versions=5),
+        plan=plan,
+        observer=observer,
         faults=faults,
-        record=events.append if events is not None else None,
         **kwargs,
     )
 

@@ -103,7 +103,7 @@ def test_clock_ticks_at_an_unchanged_version_add_points_without_recomputing():
         (1, 14.0),
         (2, 16.0),
     ]
-    assert server.evaluate_fn.calls == 3  # versions 0, 1, 2 only
+    assert server.evaluator.dev.calls == 3  # versions 0, 1, 2 only
     assert [p.get("reused", False) for p in server.history] == [False, True, True, True, False, True, True, True, False]
     assert [v for _, _, v in curve(server)] == [0, 0, 0, 0, 1, 1, 1, 1, 2]
 

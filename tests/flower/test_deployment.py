@@ -54,10 +54,11 @@ def client_data(glue: Path, root: Path) -> list[Path]:
     return dirs
 
 
-def fedlora(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A `fedlora` CLI process in its own session (so the test can stop it and its children)."""
+def fedlora(*args: str, log: Path, env: dict[str, str] | None = None, cli: str = "fedlora.cli") -> subprocess.Popen:
+    """A `fedlora` CLI process in its own session (so the test can stop it and its children); `cli` is the
+    module that runs it (tests.flower.crashing_join: the CLI with a fault-injecting ClientApp)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "fedlora.cli", *args],
+        [sys.executable, "-m", cli, *args],
         stdout=open(log, "w"),  # the process owns it until it exits
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
@@ -125,7 +126,7 @@ def serve_args(glue_dir: Path, tmp_path: Path, certs: Path, port: int, versions:
 
 
 def join_client(
-    tmp_path: Path, certs: Path, data: list[Path], port: int, client: int, key: int, **env: str
+    tmp_path: Path, certs: Path, data: list[Path], port: int, client: int, key: int, cli="fedlora.cli", **env: str
 ) -> subprocess.Popen:
     """`fedlora join` as `client` with the private key of client `key`, logging to tmp_path/c<client>.log."""
     return fedlora(
@@ -135,6 +136,7 @@ def join_client(
         *("--flower-dir", str(tmp_path / f"home{client}")),
         log=tmp_path / f"c{client}.log",
         env=env,
+        cli=cli,
     )
 
 
@@ -175,11 +177,16 @@ def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_un
     def join(client: int, key: int, **env: str) -> subprocess.Popen:
         return join_client(tmp_path, certs, data, port, client, key, **env)
 
+    def join_crashing(client: int, key: int, on_job: int) -> subprocess.Popen:
+        """A client whose ClientApp (a test one) exits mid-job: the production ClientApp has no such hook."""
+        crash = {"FEDLORA_TEST_CRASH_ON_JOB": str(on_job)}
+        return join_client(tmp_path, certs, data, port, client, key, cli="tests.flower.crashing_join", **crash)
+
     clients: list[subprocess.Popen] = []
     try:
         # clients join once their keys are registered (the documented order)
         wait_for_line(tmp_path / "s.log", "waiting for the clients", server)
-        clients = [join(0, 0), join(1, 1), join(2, 2, FEDLORA_TEST_CRASH_ON_JOB="0")]
+        clients = [join(0, 0), join(1, 1), join_crashing(2, 2, on_job=0)]
         intruder = join(3, 3)  # a key the server never registered
         start = time.monotonic()
         while server.poll() is None and time.monotonic() - start < DEADLINE_S:

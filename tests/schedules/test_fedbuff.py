@@ -60,7 +60,7 @@ def test_with_many_clients_every_update_uses_exactly_k_arrivals_and_the_formula(
         events=events,
     )
     server.run()
-    values = server.evaluate_fn.values  # one per version
+    values = server.evaluator.dev.values  # one per version
     since = 0
     version = 0
     for e in events:

@@ -67,7 +67,7 @@ def test_with_many_clients_every_arrival_after_warm_up_sets_the_window_combinati
         events=events,
     )
     server.run()
-    values = server.evaluate_fn.values
+    values = server.evaluator.dev.values
     window: list[tuple[int, float]] = []
     arrivals = version = 0
     for e in events:
@@ -93,7 +93,7 @@ def test_deltas_mode_steps_from_the_global_adapter_by_the_mean_window_delta():
         events=events,
     )
     server.run()
-    values = server.evaluate_fn.values
+    values = server.evaluator.dev.values
     for v, e in enumerate(of_kind(events, "aggregation")):
         # every delta is its client's increment c + 1
         assert values[v + 1] == values[v] + 0.5 * sum(c + 1 for c in e["clients"]) / 2

@@ -7,8 +7,8 @@ of A_0, so averaging B is exact even for mixed ranks:
     B_g = sum_i w_i pad(B_i (alpha_i/r_i) / (alpha_g/r_max)),
     so (alpha_g/r_max) B_g A_0 = sum_i w_i (alpha_i/r_i) B_i A_0[:r_i].
 
-A_0 depends only on (`seed`, layer name, r_max, d_in), so it needs no state and survives resumes. Training
-honours `freezes_A` (the in-process transport passes freeze_A to local training).
+A_0 depends only on (`seed`, layer name, r_max, d_in), so it needs no state and survives resumes. Clients
+train B only: the `trains` hook says so for every version, and local training freezes A.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from fedlora.aggregators.support import (
     layer_generator,
     pad_columns,
 )
+from fedlora.jobs import Trains
 from fedlora.lora.adapter import Adapter, LoRAFactors
 from fedlora.lora.algebra import Term, check_terms, combine_extras
 from fedlora.lora.factorized import F64
@@ -43,7 +44,6 @@ class FFAOptions(BaseModel):
 class FFA(Aggregator):
     Options = FFAOptions
     options: FFAOptions
-    freezes_A = True
 
     def __init__(self, rank: int, **options: Any):
         super().__init__(rank, **options)
@@ -56,6 +56,9 @@ class FFA(Aggregator):
             self._shared[key] = init_lora_A(self.rank, d_in, layer_generator(self.seed, "ffa-A", layer), dtype)
         return self._shared[key]
 
+    def trains(self, version: int) -> Trains:
+        return "B"
+
     def _check_frozen(self, i: int, layer: str, f: LoRAFactors) -> None:
         if not bool(f.B.any()):
             return  # a zero update does not depend on A (e.g. the model's own initial adapter)
@@ -63,7 +66,7 @@ class FFA(Aggregator):
         if not torch.allclose(f.A, A0, rtol=1e-5, atol=1e-7):
             raise ValueError(
                 f"aggregator ffa: term {i}, layer {layer}: A differs from the shared frozen A; FFA-LoRA clients "
-                "must train with A frozen (freeze_A) starting from what ffa.distribute gave them"
+                "must train B only (the trains hook) starting from what ffa.distribute gave them"
             )
 
     def combine(self, terms: Sequence[Term]) -> Adapter:

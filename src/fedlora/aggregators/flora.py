@@ -3,17 +3,17 @@ low-rank adaptations"): exact stacking, merged into the base weights every versi
 
     B_g = [c_1 B_1, ..., c_n B_n] / s_g,   A_g = [A_1; ...; A_n],   c_i = w_i alpha_i / r_i,  s_g = alpha_g / R
 
-so s_g B_g A_g = sum_i c_i B_i A_i exactly, at rank R = sum_i r_i (it grows with the number of terms). The
-engine folds that update into the frozen base weights after every combination (`merges_into_base`) and
-clients restart from fresh adapters of their own rank, which is what `distribute` hands out.
+so s_g B_g A_g = sum_i c_i B_i A_i exactly, at rank R = sum_i r_i (it grows with the number of terms). After
+every combination `after_combine` folds that update into the frozen base weights and restarts the global
+adapter as a fresh one (seeded per version, the combined head kept); clients get its first r directions.
 
 Communication: the upload is the client's rank-r adapter; the download is the fresh adapter plus the
 stacked updates of every version the client missed, since a real client must merge them into its own
 copy of the base (capped at the dense size of the adapted layers, which it could download instead).
 
 Under asynchronous schedules a client's update is a delta against the base it started from, and is
-merged into the current base (as FLoRA's stacking assumes). The in-process transport trains a job when
-it is collected, so there its local training already sees the base as merged at that moment.
+merged into the current base (as FLoRA's stacking assumes); the client trained on the base as it was when
+its job was dispatched (engine.frozen_base), on every transport.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from typing import Any
 
 import torch
 
-from fedlora.aggregators.base import AGGREGATORS, Aggregator
+from fedlora.aggregators.base import AGGREGATORS, Aggregator, BaseFolder
 from fedlora.aggregators.support import check_distribute_rank, global_alpha, truncate_for_client
 from fedlora.errors import ConfigError
 from fedlora.lora.adapter import Adapter, LoRAFactors
 from fedlora.lora.algebra import Term, check_terms, combine_extras
 from fedlora.lora.factorized import F64
+from fedlora.lora.init import fresh_adapter
+from fedlora.seeding import torch_generator
 
 
 @AGGREGATORS.register("flora")
 class FLoRA(Aggregator):
-    merges_into_base = True
-
     def __init__(self, rank: int, **options: Any):
         super().__init__(rank, **options)
         #: bytes of the stacked update of each version (index v-1 for version v): what clients download
@@ -67,9 +67,17 @@ class FLoRA(Aggregator):
         if adapter.max_rank > self.rank:
             raise ConfigError(
                 f"aggregator flora: the global adapter has the stacked rank {adapter.max_rank}; it must be merged "
-                "into the base weights (the engine's merge_into_base) before clients restart from fresh adapters"
+                "into the base weights (after_combine) before clients restart from fresh adapters"
             )
         return truncate_for_client(adapter, rank, alpha)
+
+    def after_combine(self, combined: Adapter, terms: Sequence[Term], version: int, base: BaseFolder) -> Adapter:
+        """Merge the stacked update into the base; the next version starts from a fresh adapter (head kept)."""
+        base.fold({name: f.delta(F64) for name, f in combined.layers.items()})
+        alpha = global_alpha(terms, next(iter(combined.layers)))
+        shapes = {name: (f.d_out, f.d_in) for name, f in combined.layers.items()}
+        generator = torch_generator(self.seed, "fresh-after-merge", version)
+        return fresh_adapter(shapes, self.rank, alpha, generator, extras=combined.extras)
 
     def download_nbytes(self, start: Adapter, since_version: int, version: int) -> int:
         """The fresh adapter plus the stacked updates of versions since_version+1..version (or the dense delta)."""

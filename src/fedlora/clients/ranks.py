@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fedlora.errors import ConfigError
-from fedlora.registry import Registry
+from fedlora.registry import PluginContext, Registry
 from fedlora.seeding import numpy_rng
 
 
@@ -29,6 +29,11 @@ class RankPolicy(ABC):
 
     def __init__(self, options: BaseModel):
         self.options = options
+
+    @classmethod
+    def from_context(cls, options: BaseModel, context: PluginContext) -> RankPolicy:
+        """The plugin convention (`registry`); `assign` gets the count, r_max and seed of the run."""
+        return cls(options)
 
     @abstractmethod
     def assign(self, count: int, r_max: int, speeds: np.ndarray, samples: np.ndarray, seed: int) -> list[int]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fedlora.data.instruction import InstructionExamples
-from fedlora.data.prompts import _leading_specials
+from fedlora.data.prompts import _leading_specials, pad_prompt_answer
 from fedlora.errors import ConfigError, DataError
 
 # Stanford Alpaca's two prompts (github.com/tatsu-lab/stanford_alpaca, train.py PROMPT_DICT)
@@ -271,16 +271,7 @@ class TokenizedInstructions:
         idx = [int(i) for i in indices]
         pick = [int(self.labels[i]) if candidate is None else candidate for i in idx]
         seqs = [(self.input_ids[i], self.candidates[i][k]) for i, k in zip(idx, pick, strict=True)]
-        width = max(len(p) + len(a) for p, a in seqs)
-        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        labels = torch.full((len(idx), width), -100, dtype=torch.long)
-        for row, (p, a) in enumerate(seqs):
-            n = len(p) + len(a)
-            ids[row, :n] = torch.tensor(p + list(a))
-            mask[row, :n] = 1
-            labels[row, len(p) : n] = torch.tensor(a)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return pad_prompt_answer(seqs, self.pad_id)
 
 
 def tokenize_instructions(

@@ -170,16 +170,22 @@ class TokenizedPrompts:
         for i in idx:
             a = self.answer_ids[int(self.labels[i]) if answer is None else answer]
             seqs.append((self.input_ids[i], a))
-        width = max(len(p) + len(a) for p, a in seqs)
-        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        labels = torch.full((len(idx), width), -100, dtype=torch.long)
-        for row, (p, a) in enumerate(seqs):
-            n = len(p) + len(a)
-            ids[row, :n] = torch.tensor(p + list(a))
-            mask[row, :n] = 1
-            labels[row, len(p) : n] = torch.tensor(a)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        return pad_prompt_answer(seqs, self.pad_id)
+
+
+def pad_prompt_answer(seqs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (prompt + answer) rows whose `labels` are the answer ids and -100 elsewhere: the loss of
+    a causal LM on the answer tokens only, shared by GLUE prompts and instruction data."""
+    width = max(len(p) + len(a) for p, a in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for row, (p, a) in enumerate(seqs):
+        n = len(p) + len(a)
+        ids[row, :n] = torch.tensor(list(p) + list(a))
+        mask[row, :n] = 1
+        labels[row, len(p) : n] = torch.tensor(list(a))
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def _leading_specials(tokenizer) -> list[int]:

@@ -125,12 +125,17 @@ class LocallyValidated(Transport):
 def local_summary(
     history: Sequence[dict[str, object]], job_means: dict[str, float], share: float, examples: Sequence[int]
 ) -> dict[str, object]:
-    """summary.json's `local`: the last local evaluation of the global model and the jobs' before/after means."""
+    """summary.json's `local`: the last local evaluation of the global model and the jobs' before/after means;
+    with clients that keep state (FedSA-LoRA), `personal`: the last evaluation of each client's own model."""
     last = next((p for p in reversed(history) if "local" in p), None)
     final = {"version": last["version"], **last["local"]} if last is not None else None  # type: ignore[dict-item]
-    return {
+    out = {
         "share": share,
         "examples": [int(n) for n in examples],
         "final": final,
         "jobs": {k: round(v, 6) for k, v in job_before_after(job_means).items()},
     }
+    own = next((p for p in reversed(history) if "personal" in p), None)
+    if own is not None:
+        out["personal"] = {"version": own["version"], **own["personal"]}  # type: ignore[dict-item]
+    return out

@@ -14,6 +14,12 @@ aggregator raise (or return non-finite numbers) are all rejected, counted under 
 The last kind is found when a combination fails: each client update in it is tried on its own against the
 adapter its job was sent; one that fails is rejected (`aggregation_error`) and stands in the combination,
 and in any later one that holds it (FedFa's window), as that start adapter: an update that changed nothing.
+
+What a method changes besides the combination reaches the loop only through the aggregator's hooks
+(aggregators/base.py): the factors a job trains, what follows a combination (a fold into the frozen base,
+`engine.frozen_base`, whose version each job records), the state each client keeps across its jobs (held
+here, checkpointed, and personalised into each job's start), the bytes a job moves. Reporting goes to one
+`Observer`, scoring to one `Evaluator`; the statistics and the summary live in `engine.statistics`.
 """
 
 from __future__ import annotations
@@ -21,18 +27,20 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from fedlora.aggregators.base import Aggregator
 from fedlora.engine.clock import VirtualClock
 from fedlora.engine.cost import CostModel
+from fedlora.engine.evaluation import EvalPlan, Evaluator
 from fedlora.engine.faults import Faults
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.engine.local_metrics import local_block
+from fedlora.engine.observer import Observer
+from fedlora.engine.statistics import Counters, summarize
 from fedlora.engine.transport.base import JobFailed, Transport
 from fedlora.engine.validation import check_provenance, validate_update
 from fedlora.errors import UpdateRejected
@@ -66,35 +74,6 @@ class ClientWorld:
         return len(self.ranks)
 
 
-@dataclass
-class Counters:
-    jobs_dispatched: int = 0
-    jobs_arrived: int = 0
-    samples_trained: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    staleness: list[int] = field(default_factory=list)
-    busy_seconds: float = 0.0  # summed over clients: virtual seconds with a job (ended jobs only)
-    # sums and counts of the numeric metrics that accepted jobs reported (train_loss, local_*_before/after)
-    job_metric_sums: dict[str, float] = field(default_factory=dict)
-    job_metric_counts: dict[str, int] = field(default_factory=dict)
-
-    def add_job_metrics(self, metrics: dict[str, float]) -> None:
-        for k, v in metrics.items():
-            if math.isfinite(v):
-                self.job_metric_sums[k] = self.job_metric_sums.get(k, 0.0) + float(v)
-                self.job_metric_counts[k] = self.job_metric_counts.get(k, 0) + 1
-
-    def job_metric_means(self) -> dict[str, float]:
-        return {k: self.job_metric_sums[k] / self.job_metric_counts[k] for k in sorted(self.job_metric_sums)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 class Server:
     def __init__(
         self,
@@ -105,48 +84,30 @@ class Server:
         cost: CostModel,
         world: ClientWorld,
         initial_adapter: Adapter,
-        evaluate: Callable[[Adapter], dict[str, float]],
+        evaluator: Evaluator,
         stop: StopRules,
-        evaluate_clients: Callable[[Adapter], list[dict[str, float] | None]] | None = None,
-        metric: str = "accuracy",
-        eval_every_versions: int | None = 1,
-        eval_every_seconds: float | None = None,
-        checkpoint_every: int | None = None,
-        save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
-        record: Callable[[dict[str, Any]], None] | None = None,
-        on_progress: Callable[[Server], None] | None = None,
-        on_version: Callable[[Server], None] | None = None,
-        max_update_norm: float | None = None,
-        merge_into_base: Callable[[Adapter, int], Adapter] | None = None,
-        extra_state: tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]] | None = None,
+        plan: EvalPlan = EvalPlan(),
+        observer: Observer | None = None,
         faults: Faults | None = None,
-        time_budgets: tuple[float, ...] | list[float] = (),
+        max_update_norm: float | None = None,
+        base: FrozenBase | None = None,
     ):
+        """`evaluator` scores adapters (the engine never sees a model), `plan` says when; `observer` gets the
+        events, evaluation points, versions and checkpoints; `base` holds what the aggregator folds into the
+        frozen base weights (shared with the transport and the evaluator, which apply it)."""
         self.aggregator = aggregator
         self.schedule = schedule
         self.transport = transport
         self.cost = cost
         self.world = world
-        self.evaluate_fn = evaluate
-        # the global model on every client's local validation split (None: a client without one); see
-        # engine.local_metrics. Evaluation points then also carry `local`: per-client columns and their stats
-        self.evaluate_clients = evaluate_clients
+        self.evaluator = evaluator
         self.stop_rules = stop
-        self.metric = metric
-        self.eval_every_versions = eval_every_versions
-        self.eval_every_seconds = eval_every_seconds
-        self.checkpoint_every = checkpoint_every
-        self.save_checkpoint = save_checkpoint
-        self.record_fn = record
-        self.on_progress = on_progress
-        self.on_version = on_version
+        self.plan = plan
+        self.observer = observer if observer is not None else Observer()
         self.max_update_norm = max_update_norm
-        # aggregators that merge every version (FLoRA): the callback folds the combination into the base
-        # weights and returns the fresh adapter clients start from next
-        self.merge_into_base = merge_into_base
-        self.extra_state = extra_state
+        self.base = base if base is not None else FrozenBase()
         self.faults = faults
-        self.time_budgets = tuple(sorted(float(b) for b in time_budgets))
+        self.time_budgets = tuple(sorted(float(b) for b in plan.time_budgets))
 
         self.clock = VirtualClock()
         self.global_adapter = initial_adapter
@@ -169,6 +130,8 @@ class Server:
         # combination came from which job; and the jobs whose update was rejected at aggregation
         self._update_jobs: dict[int, tuple[weakref.ref, Job]] = {}
         self.combine_rejected: set[int] = set()
+        # what each client keeps across its own jobs (the aggregator's keep hook), held here for it
+        self.kept: dict[int, Adapter] = {}
 
     # ----- ServerView -------------------------------------------------------------------------------
     @property
@@ -215,16 +178,15 @@ class Server:
 
     def record(self, event: str, **fields: Any) -> None:
         self.events_written += 1
-        if self.record_fn is not None:
-            self.record_fn(
-                {
-                    "event": event,
-                    "version": self._version,
-                    "virtual_s": round(self.clock.now, 6),
-                    "real_s": round(self.real_seconds(), 3),
-                    **fields,
-                }
-            )
+        self.observer.record(
+            {
+                "event": event,
+                "version": self._version,
+                "virtual_s": round(self.clock.now, 6),
+                "real_s": round(self.real_seconds(), 3),
+                **fields,
+            }
+        )
 
     # ----- dispatch and arrival -------------------------------------------------------------------------
     def dispatch(self, client: int, tag: int) -> Job:
@@ -233,12 +195,14 @@ class Server:
         if not self.online(client):
             raise RuntimeError(f"schedule dispatched client {client}, which is offline at {self.clock.now}")
         rank, alpha = self.world.ranks[client], self.world.alphas[client]
-        start = self.aggregator.distribute(self.global_adapter, rank=rank, alpha=alpha)
+        start = self.client_start(client)
+        trains = self.aggregator.trains(self._version)
         steps = self.world.steps[client]
         # usually start.nbytes; FLoRA adds the merged updates the client missed since it last synced
         bytes_down = self.aggregator.download_nbytes(start, self.client_synced[client], self._version)
         self.client_synced[client] = self._version
-        bytes_up = start.nbytes  # the client answers at its own rank: same size as what it received
+        # usually start.nbytes: the client answers at its own rank; less when it sends one factor only
+        bytes_up = self.aggregator.upload_nbytes(start, trains)
         duration = self.cost.duration(client, steps, bytes_down, bytes_up)
         job = Job(
             job_id=self.next_job_id,
@@ -254,6 +218,8 @@ class Server:
             bytes_down=bytes_down,
             bytes_up=bytes_up,
             tag=tag,
+            trains=trains,
+            base_version=self.base.version,
         )
         self.next_job_id += 1
         self.client_jobs[client] += 1
@@ -279,24 +245,30 @@ class Server:
         )
         return job
 
+    def client_start(self, client: int) -> Adapter:
+        """What `client` would start a job from now: its share of the global adapter, with what it kept."""
+        rank, alpha = self.world.ranks[client], self.world.alphas[client]
+        received = self.aggregator.distribute(self.global_adapter, rank=rank, alpha=alpha)
+        return self.aggregator.personalize(received, self.kept.get(client))
+
     def _apply(self, step: Step) -> None:
         if step.combine:
-            self.global_adapter = self._combine(step.combine)
+            combined, terms = self._combine(step.combine)
             self._version += 1
-            if self.merge_into_base is not None:
-                self.global_adapter = self.merge_into_base(self.global_adapter, self._version)
+            self.global_adapter = self.aggregator.after_combine(combined, terms, self._version, self.base)
             self.record("aggregation", terms=len(step.combine), **self.aggregator.last_diagnostics, **step.info)
             self._after_version()
         for client in step.dispatch:
             self.dispatch(client, step.tag)
         if step.wake_at is not None:
             self.clock.push(max(step.wake_at, self.clock.now), "timer", step.timer_tag)
+        self.base.keep_only(j.base_version for j in self.in_flight.values())
 
     def _after_version(self) -> None:
-        if self.eval_every_versions and self._version % self.eval_every_versions == 0:
+        every = self.plan.every_versions
+        if every and self._version % every == 0:
             self.evaluate()
-        if self.on_version is not None:
-            self.on_version(self)
+        self.observer.new_version(self)
         if self.stop_rules.versions is not None and self._version >= self.stop_rules.versions:
             self.stopped_by = self.stopped_by or "versions"
 
@@ -345,6 +317,9 @@ class Server:
             self._reject(job, exc)
             return
         self._track(result)
+        kept = self.aggregator.keep(result.adapter)
+        if kept is not None:
+            self.kept[job.client] = kept
         self.record(
             "arrival",
             client=job.client,
@@ -376,12 +351,13 @@ class Server:
         entry = self._update_jobs.get(id(adapter))
         return entry[1] if entry is not None and entry[0]() is adapter else None
 
-    def _combine(self, terms: list[tuple[float, Adapter]]) -> Adapter:
-        """`aggregator.combine(terms)`, rejecting (see the module docstring) any client update that breaks it."""
+    def _combine(self, terms: list[tuple[float, Adapter]]) -> tuple[Adapter, list[tuple[float, Adapter]]]:
+        """(`aggregator.combine(terms)`, the terms combined): an update that breaks it is rejected (see the
+        module docstring) and its job's start adapter stands in for it."""
         terms = [(w, self._stand_in(ad)) for w, ad in terms]
-        saved = self._aggregator_state()
+        saved = self.aggregator.state_dict()
         try:
-            return self._finite_combine(terms)
+            return self._finite_combine(terms), terms
         except Exception as exc:  # caused by a client's tensors, or a bug: told apart below
             error = exc
         culprits: list[tuple[int, Job, Exception]] = []
@@ -402,14 +378,14 @@ class Server:
             message = f"client {job.client}: the aggregator failed on this update ({type(exc).__name__}: {exc})"
             self.record("rejected", client=job.client, job=job.job_id, reason=AGGREGATION_ERROR, message=message)
             terms[i] = (terms[i][0], job.start_adapter)
-        return self._finite_combine(terms)
+        return self._finite_combine(terms), terms
 
     def _stand_in(self, adapter: Adapter) -> Adapter:
         """An update rejected at an earlier aggregation counts as the adapter its job started from."""
         job = self._job_of(adapter)
         return job.start_adapter if job is not None and job.job_id in self.combine_rejected else adapter
 
-    def _probe(self, terms: list[tuple[float, Adapter]], saved: dict[str, Any] | None) -> Exception | None:
+    def _probe(self, terms: list[tuple[float, Adapter]], saved: dict[str, Any]) -> Exception | None:
         """The error combining `terms` raises (None if it works), with the aggregator's state as `saved`."""
         self._restore_aggregator(saved)
         try:
@@ -425,13 +401,8 @@ class Server:
                 raise FloatingPointError(f"the combination has NaN or Inf in {name}")
         return combined
 
-    def _aggregator_state(self) -> dict[str, Any] | None:
-        state_dict = getattr(self.aggregator, "state_dict", None)
-        return state_dict() if callable(state_dict) else None
-
-    def _restore_aggregator(self, state: dict[str, Any] | None) -> None:
-        if state is not None:
-            self.aggregator.load_state_dict(state)  # type: ignore[attr-defined]
+    def _restore_aggregator(self, state: dict[str, Any]) -> None:
+        self.aggregator.load_state_dict(state)
 
     def _track_restored(self, node: Any) -> None:
         """After a resume: track the accepted updates held in the schedule's restored state."""
@@ -468,19 +439,25 @@ class Server:
                 self.history.append(point)
                 self.record("evaluation", reused=True, **point["metrics"])
             return last["metrics"]
-        metrics = self.evaluate_fn(self.global_adapter)
+        metrics = self.evaluator.dev(self.global_adapter)
         point = self._point(metrics)
-        if self.evaluate_clients is not None:
-            point["local"] = local_block(self.evaluate_clients(self.global_adapter))
+        # the global model on every client's local split, and (clients that keep state) each client's own
+        local = self.evaluator.clients(self.global_adapter)
+        if local is not None:
+            point["local"] = local_block(local)
+        if self.aggregator.personalizes:
+            personal = self.evaluator.personal([self.client_start(c) for c in range(self.world.count)])
+            if personal is not None:
+                point["personal"] = local_block(personal)
         self.history.append(point)
-        self.record("evaluation", **point["metrics"], **({"local": point["local"]} if "local" in point else {}))
+        extra = {k: point[k] for k in ("local", "personal") if k in point}
+        self.record("evaluation", **point["metrics"], **extra)
         target = self.stop_rules.target
-        if target is not None and self.time_to_target is None and metrics.get(self.metric, 0.0) >= target:
+        if target is not None and self.time_to_target is None and metrics.get(self.plan.metric, 0.0) >= target:
             self.time_to_target = {k: point[k] for k in ("version", "virtual_s", "samples", "bytes")}
             if self.stop_rules.target_stops:
                 self.stopped_by = self.stopped_by or "target"
-        if self.on_progress is not None:
-            self.on_progress(self)
+        self.observer.evaluated(self)
         return metrics
 
     # ----- the loop --------------------------------------------------------------------------------------
@@ -488,8 +465,8 @@ class Server:
         self.started = True
         self.record("start", clients=self.world.count)
         self.evaluate()
-        if self.eval_every_seconds:
-            self.clock.push(self.eval_every_seconds, "eval", ("tick", 1))
+        if self.plan.every_seconds:
+            self.clock.push(self.plan.every_seconds, "eval", ("tick", 1))
         for budget in self.time_budgets:
             if budget > 0:
                 self.clock.push(budget, "eval", ("budget", 0))
@@ -538,7 +515,7 @@ class Server:
 
     def _next_tick(self, payload: Any) -> None:
         """Tick k+1 at (k+1) * T exactly: no drift from adding T again and again; budgets do not repeat."""
-        every = self.eval_every_seconds
+        every = self.plan.every_seconds
         if not every:
             return
         if payload is None:  # a checkpoint written before ticks were numbered
@@ -554,19 +531,18 @@ class Server:
     _last_checkpoint_version = -1
 
     def checkpoint_due(self) -> bool:
+        every = self.observer.checkpoint_every
         return (
-            self.save_checkpoint is not None
-            and bool(self.checkpoint_every)
+            bool(every)
             and self.stopped_by is None
             and self._version != self._last_checkpoint_version
-            and self._version % self.checkpoint_every == 0
+            and self._version % every == 0  # type: ignore[operator]
         )
 
     def checkpoint(self) -> None:
         self._last_checkpoint_version = self._version
         self.record("checkpoint")
-        assert self.save_checkpoint is not None
-        self.save_checkpoint(self.state_dict())
+        self.observer.checkpoint(self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -582,10 +558,11 @@ class Server:
             "history": self.history,
             "time_to_target": self.time_to_target,
             "schedule": self.schedule.state_dict(),
-            "aggregator": getattr(self.aggregator, "state_dict", dict)(),
+            "aggregator": self.aggregator.state_dict(),
             "real_elapsed": self.real_seconds(),
             "events_written": self.events_written,
-            "extra": self.extra_state[0]() if self.extra_state else {},
+            "base": self.base.state_dict(),
+            "kept": {str(c): ad for c, ad in sorted(self.kept.items())},
             "combine_rejected": sorted(self.combine_rejected),
         }
 
@@ -605,81 +582,17 @@ class Server:
         self.schedule.load_state_dict(state["schedule"])
         self._track_restored(state["schedule"])
         self.combine_rejected = set(state.get("combine_rejected", []))
-        if hasattr(self.aggregator, "load_state_dict"):
-            self.aggregator.load_state_dict(state["aggregator"])
+        self.aggregator.load_state_dict(state["aggregator"])
         self.real_elapsed = state["real_elapsed"]
         self._real_start = time.perf_counter()
         self.events_written = state["events_written"]
-        if self.extra_state:
-            self.extra_state[1](state["extra"])
+        self.base.load_state_dict(state.get("base", state.get("extra", {})))
+        self.kept = {int(c): ad for c, ad in state.get("kept", {}).items()}
         self.started = True
         for job_id, job in sorted(self.in_flight.items()):
             if job_id not in self.doomed:
                 self.transport.submit(job)
 
-    # ----- time shares and budgets ----
-    def time_shares(self) -> dict[str, float]:
-        """Shares of client time (clients x run time): busy with a job, offline, and idle (online, no job).
-
-        The idle share is what asynchronous schedules remove: in a synchronous round every client that
-        finished early waits for the slowest.
-        """
-        now = self.clock.now
-        total = self.world.count * now
-        if total <= 0:
-            return {"busy_fraction": 0.0, "offline_fraction": 0.0, "idle_fraction": 0.0}
-        busy = self.counters.busy_seconds + sum(now - j.dispatch_time for j in self.in_flight.values())
-        offline = 0.0
-        if self.faults is not None and self.faults.availability is not None:
-            # jobs fail when their client drops, so offline and busy time never overlap
-            offline = sum(self.faults.availability.offline_seconds(c, 0.0, now) for c in range(self.world.count))
-        return {
-            "busy_fraction": round(busy / total, 6),
-            "offline_fraction": round(offline / total, 6),
-            "idle_fraction": round(max(0.0, 1.0 - (busy + offline) / total), 6),
-        }
-
-    def at_time_budgets(self) -> dict[str, dict[str, Any] | None]:
-        """The metrics of the global model at each virtual time budget; None for budgets the run did not reach."""
-        out: dict[str, dict[str, Any] | None] = {}
-        for budget in self.time_budgets:
-            before = [p for p in self.history if p["virtual_s"] <= budget + 1e-9]
-            reached = self.clock.now >= budget - 1e-9
-            out[f"{budget:g}"] = (
-                {"version": before[-1]["version"], "metrics": before[-1]["metrics"]} if reached and before else None
-            )
-        return out
-
     # ----- results ---------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        evals = self.history
-        best = (
-            max(evals, key=lambda p: (p["metrics"].get(self.metric, float("-inf")), -p["version"])) if evals else None
-        )
-        st = self.counters.staleness
-        return {
-            "final": evals[-1] if evals else None,
-            "best": best,
-            "metric": self.metric,
-            "time_to_target": self.time_to_target,
-            "stopped_by": self.stopped_by,
-            "totals": {
-                "versions": self._version,
-                "virtual_seconds": round(self.clock.now, 6),
-                "jobs_dispatched": self.counters.jobs_dispatched,
-                "jobs_arrived": self.counters.jobs_arrived,
-                "samples_trained": self.counters.samples_trained,
-                "bytes_up": self.counters.bytes_up,
-                "bytes_down": self.counters.bytes_down,
-                "dropped": dict(sorted(self.counters.dropped.items())),
-                "rejected": dict(sorted(self.counters.rejected.items())),
-                "failed": dict(sorted(self.counters.failed.items())),
-                "staleness_mean": float(np.mean(st)) if st else 0.0,
-                "staleness_max": int(max(st)) if st else 0,
-                **self.time_shares(),
-            },
-            "job_metrics": {k: round(v, 6) for k, v in self.counters.job_metric_means().items()},
-            "at_time": self.at_time_budgets(),
-            "history": evals,
-            "timing": {"real_seconds": round(self.real_seconds(), 3)},
-        }
+        return summarize(self)

@@ -3,17 +3,17 @@
 The client id comes from the node config: `client-id` on a deployed SuperNode (`fedlora join`), or the
 `partition-id` Flower gives each simulated node. A deployed node also names its own `data-dir`. A train
 message for another client id is refused (the reply is an error), so a node never trains on behalf of
-someone else.
+someone else. A train message carries the job's values (`codec.JobHeader`), the start adapter, the client
+spec (`flower.spec`) and, after folds, the frozen base; the reply echoes the header with the trained adapter.
+Fault injection for tests lives in a test ClientApp (tests/flower/crashing_join.py), not here.
 """
 
 from __future__ import annotations
 
-import os
-
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedlora.flower.codec import ADAPTER, JOB, RUN, JobHeader, adapter_from_record, reply_content
+from fedlora.flower.codec import ADAPTER, JOB, SPEC, JobHeader, adapter_from_record, base_from_content, reply_content
 from fedlora.flower.worker import worker_for
 
 HELLO = "query.hello"
@@ -21,7 +21,6 @@ TRAIN = "train"
 CLIENT_ID = "client-id"
 DATA_DIR = "data-dir"
 PARTITION_ID = "partition-id"  # set by Flower's simulation engine
-CRASH_ENV = "FEDLORA_TEST_CRASH_ON_JOB"  # tests only: os._exit while training this client job number
 
 app = ClientApp()
 
@@ -47,11 +46,12 @@ def train(message: Message, context: Context) -> Message:
     if header.client != me:
         raise PermissionError(f"job {header.job_id} is for client {header.client}, this node is client {me}")
     data_dir = context.node_config.get(DATA_DIR)
-    worker = worker_for(str(message.content.config_records[RUN]["config"]), str(data_dir) if data_dir else None)
-    if os.environ.get(CRASH_ENV) == str(header.client_job):
-        os._exit(17)  # a client killed mid-job, for the deployment fault test
+    worker = worker_for(str(message.content.config_records[SPEC]["spec"]), str(data_dir) if data_dir else None)
     adapter = adapter_from_record(message.content.array_records[ADAPTER], header.alphas)
-    trained, metrics = worker.run(adapter, header.steps, me, header.client_job, header.start_version)
+    base = (header.base_version, base_from_content(message.content))
+    trained, metrics = worker.run(
+        adapter, header.steps, me, header.client_job, header.start_version, header.trains, base
+    )
     samples_trained = header.steps * worker.spec.batch_size
     echoed = JobHeader(**{**header.__dict__, "alphas": trained.alphas()})
     content = reply_content(echoed, trained, len(worker.indices(me)), samples_trained, metrics)

@@ -2,8 +2,10 @@
 
 Tensors keep the safetensors layout of `Adapter.tensors()` (`lora.<layer>.A`, `lora.<layer>.B`,
 `extra.<name>`), so an ArrayRecord converts to and from a `.safetensors` file key for key. The metadata
-(job id, client, rank, alpha per layer, base version, steps, sample count) travels beside it as JSON-safe
-scalars, so either side can check that a reply answers the job it was sent for.
+(job id, client, rank, alpha per layer, start version, steps, the factors to train, the frozen base's
+version; in a reply the sample counts) travels beside it as JSON-safe scalars in the message's
+ConfigRecord, so either side can check that a reply answers the job it was sent for. A train message also
+carries the client spec (`flower.spec`) and, once the aggregator folded into the frozen base, that base.
 
 A reply is untrusted bytes: `decode_reply` turns anything it cannot read (a missing record, bad JSON, an A
 without its B, a non-numeric count) into `UpdateRejected("malformed")`, and with the job it answers it
@@ -25,9 +27,10 @@ from fedlora.jobs import Job
 from fedlora.lora.adapter import Adapter
 
 ADAPTER = "adapter"
-JOB = "job"
+BASE = "base"  # what was folded into the frozen base weights by the job's dispatch (float64 per layer)
+JOB = "job"  # the job's own values (JobHeader), and in a reply its counts
 METRICS = "metrics"
-RUN = "run"  # the resolved experiment config, so a worker can build the same model and training spec
+SPEC = "spec"  # what the client needs to build its model and data (flower.spec.ClientSpec), as JSON
 
 
 def adapter_to_record(adapter: Adapter) -> ArrayRecord:
@@ -63,6 +66,8 @@ class JobHeader:
     start_version: int
     steps: int
     alphas: dict[str, float]
+    trains: str = "AB"  # the factors the client trains (the aggregator's trains hook)
+    base_version: int = 0  # the folds into the frozen base the client trains on (sent in BASE when > 0)
 
     def to_record(self) -> ConfigRecord:
         return ConfigRecord(
@@ -74,6 +79,8 @@ class JobHeader:
                 "start_version": self.start_version,
                 "steps": self.steps,
                 "alphas": json.dumps(self.alphas, sort_keys=True),
+                "trains": self.trains,
+                "base_version": self.base_version,
             }
         )
 
@@ -87,17 +94,32 @@ class JobHeader:
             start_version=int(record["start_version"]),
             steps=int(record["steps"]),
             alphas={k: float(v) for k, v in json.loads(str(record["alphas"])).items()},
+            trains=str(record["trains"]) if "trains" in record else "AB",
+            base_version=int(record["base_version"]) if "base_version" in record else 0,
         )
 
 
-def job_content(header: JobHeader, adapter: Adapter, run_config: str) -> RecordDict:
-    return RecordDict(
+def job_content(
+    header: JobHeader, adapter: Adapter, spec: str, base: dict[str, torch.Tensor] | None = None
+) -> RecordDict:
+    """A train message: the start adapter, the job's values, the client spec and, after folds, the base."""
+    content = RecordDict(
         {
             ADAPTER: adapter_to_record(adapter),
             JOB: header.to_record(),
-            RUN: ConfigRecord({"config": run_config}),
+            SPEC: ConfigRecord({"spec": spec}),
         }
     )
+    if base:
+        content[BASE] = ArrayRecord.from_torch_state_dict({k: v.contiguous() for k, v in base.items()})
+    return content
+
+
+def base_from_content(content: RecordDict) -> dict[str, torch.Tensor]:
+    """The frozen-base deltas a train message carries ({} before any fold)."""
+    if BASE not in content.array_records:
+        return {}
+    return {k: torch.from_numpy(a.numpy().copy()) for k, a in content.array_records[BASE].items()}
 
 
 @dataclass(frozen=True)

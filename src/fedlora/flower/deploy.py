@@ -3,8 +3,9 @@
 `fedlora serve` submits a Flower App whose ServerApp is `server_app` below, with the run's settings in the
 run config (`experiment`: the resolved config file, `out`: the run directory, `resume`, and `nodes`: which
 Flower node id each client's registered key got). Its `main` runs `run_experiment` exactly as `fedlora run`
-does; `make_transport` then builds a `DeploymentTransport` on the Grid this ServerApp was given. The clock
-is the wall clock (`engine/wallclock.py`), so asynchronous schedules update on real arrival.
+does, passing in a `DeploymentTransport` on the Grid this ServerApp was given (as Flower's
+`Strategy.start(grid=...)` is handed its Grid; nothing global). The clock is the wall clock
+(`engine/wallclock.py`), so asynchronous schedules update on real arrival.
 
 The transport differs from the simulation one in three ways that matter on a real network:
 - a node is accepted as client c only if it is the node Flower authenticated with client c's registered
@@ -19,31 +20,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.engine.transport.base import JobFailed
 from fedlora.errors import ConfigError
 from fedlora.flower.serve import CLIENT_APP, SERVER_APP, parse_nodes
 from fedlora.flower.transport import FlowerTransport
 from fedlora.jobs import Job, JobResult
+from fedlora.transports import DEPLOYMENT_HINT
 
 __all__ = ["CLIENT_APP", "SERVER_APP", "DeploymentTransport", "server_app"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Attached:
-    """What the ServerApp hands to the transport that `run_experiment` builds: the Grid and the key binding."""
-
-    grid: Grid
-    nodes: dict[int, int] | None  # client id -> the Flower node id of its registered key; None: no binding
-
-
-_ATTACHED: Attached | None = None
 
 
 server_app = ServerApp()
@@ -52,22 +43,33 @@ server_app = ServerApp()
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the experiment of this Flower run (see the module docstring for the run config keys)."""
-    global _ATTACHED
     from fedlora.config import load_config
     from fedlora.experiment import run_experiment
+    from fedlora.flower.spec import ClientSpec
 
     settings = context.run_config
-    _ATTACHED = Attached(grid, parse_nodes(str(settings.get("nodes", ""))))
-    try:
-        cfg = load_config(str(settings["experiment"]))
-        summary = run_experiment(
-            cfg,
-            out=str(settings["out"]),
-            resume=bool(settings.get("resume", False)),
-            say=lambda text: print(f"fedlora: {text}", flush=True),
+    nodes = parse_nodes(str(settings.get("nodes", "")))
+    cfg = load_config(str(settings["experiment"]))
+    t = cfg.transport
+
+    def connect(components) -> DeploymentTransport:
+        return DeploymentTransport.from_config(
+            ClientSpec.of(cfg).to_text(),
+            cfg.clients.count,
+            t.job_timeout_s,
+            t.wait_for_clients_s,
+            grid=grid,
+            nodes=nodes,
+            base=components.base,
         )
-    finally:
-        _ATTACHED = None
+
+    summary = run_experiment(
+        cfg,
+        out=str(settings["out"]),
+        resume=bool(settings.get("resume", False)),
+        say=lambda text: print(f"fedlora: {text}", flush=True),
+        connect=connect,
+    )
     totals = summary["totals"]
     print(
         f"fedlora: run finished ({summary['stopped_by']}): {totals['versions']} versions, "
@@ -81,20 +83,27 @@ class DeploymentTransport(FlowerTransport):
 
     def __init__(
         self,
-        run_config: str,
+        client_spec: str,
         num_clients: int,
         *,
         job_timeout_s: float | None = None,
         wait_for_clients_s: float = 600.0,
         pull_every_s: float = 0.25,
         online_every_s: float = 1.0,
+        base: FrozenBase | None = None,
     ):
         super().__init__(
-            run_config, num_clients, poll_s=0.25, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_for_clients_s
+            client_spec,
+            num_clients,
+            poll_s=0.25,
+            job_timeout_s=job_timeout_s,
+            wait_for_clients_s=wait_for_clients_s,
+            base=base,
         )
         self.pull_every_s = pull_every_s
         self.online_every_s = online_every_s
-        self.nodes: dict[int, int] | None = None
+        self.nodes: dict[int, int] | None = None  # client id -> the node id of its registered key; None: any
+        self._grid: Grid | None = None  # the ServerApp's Grid, attached when the run is driven
         self._held: dict[int, tuple[Job, float]] = {}  # job id -> (job, submitted at): its node is offline
         self._online: set[int] = set()
         self._online_at = float("-inf")
@@ -102,20 +111,30 @@ class DeploymentTransport(FlowerTransport):
         self._ready: list[int] = []
 
     @classmethod
-    def from_config(cls, run_config: str, num_clients: int, job_timeout_s: float | None, wait_s: float):
-        """The transport of the ServerApp now running; outside one (`fedlora run`) a ConfigError says what to do."""
-        if _ATTACHED is None:
-            raise ConfigError(
-                "transport.name=flower_deployment runs under a Flower SuperLink: start it with "
-                "`fedlora serve CONFIG` (docs/deployment.md), not `fedlora run`"
-            )
-        return cls(run_config, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_s)
+    def from_config(
+        cls,
+        client_spec: str,
+        num_clients: int,
+        job_timeout_s: float | None,
+        wait_s: float,
+        *,
+        grid: Grid | None = None,
+        nodes: dict[int, int] | None = None,
+        base: FrozenBase | None = None,
+    ) -> DeploymentTransport:
+        """The transport on the `grid` of the ServerApp now running, binding clients to `nodes`; without a Grid
+        (`fedlora run` of a deployment config) a ConfigError says how to start it."""
+        if grid is None:
+            raise ConfigError(DEPLOYMENT_HINT)
+        transport = cls(client_spec, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_s, base=base)
+        transport.nodes, transport._grid = nodes, grid
+        return transport
 
     def drive(self, run: Callable[[], None]) -> None:
-        assert _ATTACHED is not None, "built by from_config inside the ServerApp"
-        self.nodes = _ATTACHED.nodes
+        if self._grid is None:
+            raise ConfigError(DEPLOYMENT_HINT)
         log.info("waiting for %d clients to join", self.num_clients)
-        self.attach(_ATTACHED.grid)
+        self.attach(self._grid)
         log.info("all clients joined: %s", self.node_of)
         run()
 

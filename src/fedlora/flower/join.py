@@ -17,7 +17,6 @@ refused at the door (the SuperNode exits, and so does `fedlora join`).
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import subprocess
 import sys
@@ -27,25 +26,30 @@ import time
 from pathlib import Path
 
 from flwr.app import Context, Error, Message
-from flwr.common.config import get_fab_config
-from flwr.common.constant import ErrorCode, SubStatus
-from flwr.proto.runtime_pb2 import AcquireTaskRequest
-from flwr.supercore.constant import TaskType
-from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
-from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
-from flwr.supercore.retry import make_simple_http_retry_invoker
-from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
 from fedlora.errors import FedLoraError
+from fedlora.flower.internals import (
+    IGNORED,
+    REFUSED,
+    AcquireTaskRequest,
+    ErrorCode,
+    HeartbeatSender,
+    RuntimeHttpClient,
+    RuntimeTokenHttpInterceptor,
+    RuntimeVersionHttpInterceptor,
+    SubStatus,
+    TaskType,
+    get_fab_config,
+    make_simple_http_retry_invoker,
+    make_task_heartbeat_fn_http,
+    pull_task_input,
+    push_message,
+    push_task_output,
+)
 from fedlora.flower.processes import flower_env, free_port, kill_with_parent, tool
 from fedlora.flower.serve import CLIENT_APP
 
 log = logging.getLogger(__name__)
-
-REFUSED = "Failed to activate SuperNode"  # flower-supernode's words when the SuperLink does not know its key
-# flower-supernode's words when a message's run was stopped while it was being received (a killed server)
-IGNORED = re.compile(r"not in `RUNNING` status\. Ignoring message ([0-9a-f]+)")
 
 
 class StaleMessage(Exception):

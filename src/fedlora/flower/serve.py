@@ -24,7 +24,6 @@ Flower run's undelivered messages are dropped and the run is stopped, so no clie
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -182,24 +181,6 @@ def read_nodes(record: Path) -> dict[int, int]:
     return {int(c): int(n) for c, n in json.loads(record.read_text()).items()} if record.is_file() else {}
 
 
-def drop_undelivered(database: Path) -> int:
-    """Delete the messages no SuperNode has pulled yet from a killed server's SuperLink database.
-
-    They are the killed run's jobs, which the resumed run sends again. Left in place, a surviving SuperNode
-    would pull one after the restart, find its run stopped and ignore it, but (Flower 1.42) keep a task for
-    it whose input never arrives; `fedlora join` would wait on that task for hours instead of serving the
-    resumed run. Runs before the SuperLink starts, so nothing else has the database open. Returns how many
-    were dropped, or -1 if the database is not what this Flower version writes (the resume goes on).
-    """
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(database)) as db, db:
-            return db.execute("DELETE FROM message_ins WHERE delivered_at = ''").rowcount
-    except sqlite3.Error:
-        return -1
-
-
 def stop_stale_runs(env: dict[str, str], echo: TextIO) -> None:
     """Stop the Flower runs a killed server left unfinished (`flwr ls`, `flwr stop`).
 
@@ -250,7 +231,7 @@ def serve(
     if not resume or not database.is_file():
         for stale in [nodes_file, *home.glob(STATE_DB + "*")]:  # a fresh run starts from a fresh SuperLink
             stale.unlink(missing_ok=True)
-    elif (dropped := drop_undelivered(database)) != 0:
+    elif (dropped := _drop_undelivered(database)) != 0:
         say(echo, f"dropped {dropped} undelivered messages of the killed run (its jobs are sent again)")
 
     with open(home / "superlink.log", "ab") as link_log:
@@ -287,6 +268,12 @@ def serve(
     if not summary_file.is_file():
         raise ServeError(f"the run did not finish; see {home / 'run.log'} and {home / 'superlink.log'}")
     return json.loads(summary_file.read_text())
+
+
+def _drop_undelivered(database: Path) -> int:
+    from fedlora.flower.internals import drop_undelivered  # Flower's database layout: isolated there
+
+    return drop_undelivered(database)
 
 
 def say(echo: TextIO, text: str) -> None:

@@ -15,6 +15,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.flower.client_app import app as client_app
 from fedlora.flower.transport import FlowerTransport
 
@@ -22,15 +23,18 @@ from fedlora.flower.transport import FlowerTransport
 class FlowerSimulationTransport(FlowerTransport):
     def __init__(
         self,
-        run_config: str,
+        client_spec: str,
         num_clients: int,
         *,
         workers: int = 2,
         worker_cpus: float = 1.0,
         job_timeout_s: float | None = None,
         wait_for_clients_s: float = 600.0,
+        base: FrozenBase | None = None,
     ):
-        super().__init__(run_config, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_for_clients_s)
+        super().__init__(
+            client_spec, num_clients, job_timeout_s=job_timeout_s, wait_for_clients_s=wait_for_clients_s, base=base
+        )
         self.workers = workers
         self.worker_cpus = worker_cpus
 

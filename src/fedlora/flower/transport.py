@@ -24,6 +24,7 @@ from collections.abc import Callable
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.engine.transport.base import JobFailed, Transport
 from fedlora.errors import UpdateRejected
 from fedlora.flower.client_app import HELLO, TRAIN
@@ -38,14 +39,16 @@ ERROR_REASONS = {2: "client_error", 3: "unavailable", 4: "unavailable", 5: "unav
 class FlowerTransport(Transport):
     def __init__(
         self,
-        run_config: str,
+        client_spec: str,
         num_clients: int,
         *,
         poll_s: float = 0.02,
         job_timeout_s: float | None = None,
         wait_for_clients_s: float = 60.0,
+        base: FrozenBase | None = None,
     ):
-        self.run_config = run_config
+        self.client_spec = client_spec  # flower.spec.ClientSpec as text: what every train message carries
+        self.base = base if base is not None else FrozenBase()
         self.num_clients = num_clients
         self.poll_s = poll_s
         self.job_timeout_s = job_timeout_s
@@ -117,9 +120,12 @@ class FlowerTransport(Transport):
             start_version=job.start_version,
             steps=job.steps,
             alphas=job.start_adapter.alphas(),
+            trains=job.trains,
+            base_version=job.base_version,
         )
         node = self.node_of[job.client]
-        msg = Message(job_content(header, job.start_adapter, self.run_config), node, TRAIN, group_id=str(job.job_id))
+        content = job_content(header, job.start_adapter, self.client_spec, self.base.at(job.base_version))
+        msg = Message(content, node, TRAIN, group_id=str(job.job_id))
         (msg_id,) = self.grid.push_messages([msg])
         self._sent[job.job_id] = (msg_id, node, time.monotonic())
 

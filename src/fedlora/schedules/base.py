@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from fedlora.errors import ConfigError
 from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter
-from fedlora.registry import Registry
+from fedlora.registry import PluginContext, Registry
 
 
 class ServerView(Protocol):
@@ -70,6 +70,11 @@ class Schedule(ABC):
         self.options = options
         self.num_clients = num_clients
         self.seed = seed
+
+    @classmethod
+    def from_context(cls, options: BaseModel, context: PluginContext) -> Schedule:
+        """The plugin convention (`registry`): the client count and the run's seed from the context."""
+        return cls(options, context.num_clients, context.seed)
 
     @classmethod
     def check_options(cls, options: BaseModel, num_clients: int) -> None:

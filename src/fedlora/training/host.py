@@ -6,11 +6,14 @@ training the slot, and copying them out. The base weights exist once per process
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 
 from fedlora.errors import ConfigError
+from fedlora.jobs import TRAINS, Trains
 from fedlora.lora.adapter import Adapter, LoRAFactors
 
 PEFT_PREFIX = "base_model.model."
@@ -45,9 +48,10 @@ class ModelHost:
         self.max_rank = max_rank
         self.model: PeftModel = get_peft_model(model, self._lora_config(max_rank), adapter_name=slot_name(max_rank))
         self._slots = {max_rank}
-        # FLoRA: dense updates folded into the frozen base weights (float64 sums) and the original weights
+        # updates folded into the frozen base weights (float64 sums) and the original weights
         self._base_delta: dict[str, torch.Tensor] = {}
         self._base_original: dict[str, torch.Tensor] = {}
+        self._base_version = 0  # the folds (engine.frozen_base) the base weights hold now
         self.model.eval()  # dropout only while a client trains (train_local switches modes)
         self.layer_shapes = self._layer_shapes()
         if not self.layer_shapes:
@@ -143,8 +147,12 @@ class ModelHost:
         extras = {k: v.detach().clone() for k, v in self.extra_params(slot).items()}
         return Adapter(layers=dict(sorted(layers.items())), extras=extras)
 
-    def trainable(self, slot: str, freeze_A: bool = False) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-        """(LoRA parameters, head parameters) of `slot`, with requires_grad set; everything else frozen."""
+    def trainable(self, slot: str, trains: Trains = "AB") -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """(LoRA parameters, head parameters) of `slot`, with requires_grad set; everything else frozen.
+
+        `trains` names the LoRA factors that train ("AB", "A" or "B": the aggregator's `trains` hook)."""
+        if trains not in TRAINS:
+            raise ValueError(f"trains must be one of {TRAINS}, got {trains!r}")
         lora, head = [], []
         for _, m in self._lora_modules():
             for sub in m.lora_A.values():
@@ -152,36 +160,31 @@ class ModelHost:
             for sub in m.lora_B.values():
                 sub.weight.requires_grad_(False)
             if slot in m.lora_A:
-                m.lora_A[slot].weight.requires_grad_(not freeze_A)
-                m.lora_B[slot].weight.requires_grad_(True)
-                lora += [m.lora_A[slot].weight] if not freeze_A else []
-                lora.append(m.lora_B[slot].weight)
+                m.lora_A[slot].weight.requires_grad_("A" in trains)
+                m.lora_B[slot].weight.requires_grad_("B" in trains)
+                lora += [m.lora_A[slot].weight] if "A" in trains else []
+                lora += [m.lora_B[slot].weight] if "B" in trains else []
         for name, p in self.model.named_parameters():
             if ".modules_to_save." in name:
                 p.requires_grad_(f".modules_to_save.{slot}." in name)
         head = list(self.extra_params(slot).values())
         return lora, head
 
-    def merge(self, adapter: Adapter) -> None:
-        """Fold `adapter`'s effective update (alpha/r) B A into the frozen base weights (FLoRA).
+    def use_base(self, version: int, deltas: Mapping[str, torch.Tensor]) -> None:
+        """Set the frozen base to original + `deltas`, the folds up to `version` (engine.frozen_base).
 
-        The merged sum is kept in float64 beside a copy of the original weights, and the base is always set
-        to original + sum: `base_state()`/`load_base_state()` then restore a resumed run bit for bit.
-        """
-        shapes = self.layer_shapes
-        if set(adapter.layers) != set(shapes):
-            missing = sorted(set(shapes) ^ set(adapter.layers))[:3]
-            raise ConfigError(f"merge: adapter layers do not match the model's LoRA layers (e.g. {missing})")
-        for name, f in adapter.layers.items():
-            delta = f.delta(torch.float64)
-            self._base_delta[name] = delta if name not in self._base_delta else self._base_delta[name] + delta
-        self._apply_base_delta()
+        A no-op when that version is set already: jobs and evaluations of one version switch nothing."""
+        if version == self._base_version:
+            return
+        self.load_base_state(dict(deltas))
+        self._base_version = version
 
     def base_state(self) -> dict[str, torch.Tensor]:
-        """The merged delta per layer (float64): what a checkpoint needs to rebuild the merged base."""
+        """The folded delta per layer (float64) the base weights hold now."""
         return {name: t.clone() for name, t in sorted(self._base_delta.items())}
 
     def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the base weights to original + `state` (float64 sums): bit for bit the same in any process."""
         unknown = sorted(set(state) - set(self.layer_shapes))
         if unknown:
             raise ConfigError(f"checkpoint base delta names layers the model lacks (e.g. {unknown[:3]})")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from fedlora.data.tokenized import TokenizedData
+from fedlora.jobs import Trains
 from fedlora.lora.adapter import Adapter
 from fedlora.seeding import numpy_rng, seed_torch
 from fedlora.training.host import ModelHost
@@ -69,11 +70,14 @@ def train_local(
     spec: LocalTrainingSpec,
     client: int,
     client_job: int,
-    freeze_A: bool = False,
+    trains: Trains = "AB",
     start_version: int = 0,
 ) -> tuple[Adapter, dict[str, float]]:
+    """Train `adapter` for `steps` batches of the client's `indices`; `trains` names the LoRA factors that
+    move (the job's, from the aggregator's `trains` hook), `start_version` places the job in the run's
+    learning-rate schedule."""
     slot = host.load(adapter)
-    lora_params, head_params = host.trainable(slot, freeze_A=freeze_A)
+    lora_params, head_params = host.trainable(slot, trains)
     groups = [{"params": lora_params, "lr": spec.lr}]
     if head_params:
         groups.append({"params": head_params, "lr": spec.head_lr or spec.lr})

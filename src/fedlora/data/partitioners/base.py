@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedlora.data.partitioners.corruption import Corruption
 from fedlora.errors import ConfigError
-from fedlora.registry import Registry
+from fedlora.registry import PluginContext, Registry
 
 if TYPE_CHECKING:
     from fedlora.data.partitioners.binned import Binning
@@ -50,6 +50,11 @@ class Partitioner(ABC):
     def __init__(self, options: BaseModel, seed: int):
         self.options = options
         self.seed = seed
+
+    @classmethod
+    def from_context(cls, options: BaseModel, context: PluginContext) -> Partitioner:
+        """The plugin convention (`registry`): the run's seed from the context; `split` gets the client count."""
+        return cls(options, context.seed)
 
     @abstractmethod
     def split(self, inputs: PartitionInputs, num_clients: int) -> list[np.ndarray]:

@@ -1,7 +1,9 @@
 """In-process transport: every simulated client trains on the one shared frozen base model.
 
 Training happens lazily, when the server collects the job: the result depends only on the job, so
-computing it late (or again, after a resume) gives identical numbers.
+computing it late (or again, after a resume) gives identical numbers. That includes the base weights: the
+job trains on the base as it was at dispatch (`Job.base_version`, kept by `engine.frozen_base`), not as
+later folds left it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedlora.data.tokenized import TokenizedData
+from fedlora.engine.frozen_base import FrozenBase
 from fedlora.engine.transport.base import Transport
 from fedlora.jobs import Job, JobResult
 from fedlora.training.host import ModelHost
@@ -24,13 +27,13 @@ class InProcessTransport(Transport):
         train: TokenizedData,
         partitions: Sequence[np.ndarray],
         spec: LocalTrainingSpec,
-        freeze_A: bool = False,
+        base: FrozenBase | None = None,
     ):
         self.host = host
         self.train = train
         self.partitions = partitions
         self.spec = spec
-        self.freeze_A = freeze_A
+        self.base = base if base is not None else FrozenBase()
         self._pending: dict[int, Job] = {}
 
     def submit(self, job: Job) -> None:
@@ -39,6 +42,7 @@ class InProcessTransport(Transport):
     def collect(self, job: Job) -> JobResult:
         self._pending.pop(job.job_id, None)
         indices = self.partitions[job.client]
+        self.host.use_base(job.base_version, self.base.at(job.base_version))
         adapter, metrics = train_local(
             self.host,
             job.start_adapter,
@@ -48,7 +52,7 @@ class InProcessTransport(Transport):
             self.spec,
             client=job.client,
             client_job=job.client_job,
-            freeze_A=self.freeze_A,
+            trains=job.trains,
             start_version=job.start_version,
         )
         return JobResult(

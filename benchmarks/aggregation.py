@@ -12,10 +12,12 @@ where the methods alternate, `--repeats` times each; the table shows the best ti
 peak resident set size during the aggregation minus the resident size before it (Linux: VmHWM is reset
 through /proc/self/clear_refs before each measurement), i.e. the working memory beyond the inputs.
 
-Dense aggregation of 1000 clients over 48 layers is slow and the inputs alone take ~3.5 GB, so a client
-count may measure a subset of the layers (`--layers`, or automatically under `--max-input-mb`): layers are
-independent and processed one after another, so the time is extrapolated linearly to 48 layers and
-the peak memory (per layer) is not scaled. Extrapolated rows are marked in the table and the JSON.
+All 48 layers are measured at every client count by default (1000 clients' inputs take ~3.5 GB). A smaller
+run may measure a subset (`--layers`, or automatically under `--max-input-mb`): layers are independent and
+processed one after another, so the time is then extrapolated linearly to 48 layers and the peak memory
+(per layer) is not scaled; extrapolated rows are marked in the table and the JSON. `error_vs_optimal` is
+hlora's ||M - approx||_F^2 over the optimal rank-16 error (the exact truncated SVD), worst of the first
+`--error-layers` layers.
 
     python benchmarks/aggregation.py --quick        # 4 layers, 10 and 100 clients
     python benchmarks/aggregation.py                # 48 layers (subsampled where needed), 10/100/1000 clients
@@ -54,7 +56,9 @@ def _reset_peak() -> bool:
         return False
 
 
-def measure(clients: int, layers: int, methods: list[str], repeats: int, seed: int, threads: int | None) -> dict:
+def measure(
+    clients: int, layers: int, methods: list[str], repeats: int, seed: int, threads: int | None, error_layers: int = 0
+) -> dict:
     """Runs inside the subprocess: build the clients' adapters once, then time each method."""
     import torch
 
@@ -100,6 +104,22 @@ def measure(clients: int, layers: int, methods: list[str], repeats: int, seed: i
             if peak is not None:
                 entry["peak_mb"].append(peak / 1024)
             entry["diagnostics"] = agg.last_diagnostics
+    if error_layers:  # error against the optimal rank-16 error (the exact truncated SVD), on the first layers
+        from fedlora.lora.factorized import dense_product_sum
+
+        sub = [(w, Adapter(layers={n: ad.layers[n] for n in names[:error_layers]})) for w, ad in terms]
+        for method in methods:
+            if method == "flexlora":
+                continue
+            name, options = spec[method]
+            got = get_aggregator(name, rank=16, **options).combine(sub)
+            ratios = []
+            for n in names[:error_layers]:
+                pterms = [(w * f.scaling, f.B, f.A) for w, ad in sub for f in [ad.layers[n]]]
+                M = dense_product_sum(pterms)
+                optimal = float(torch.linalg.svdvals(M)[16:].square().sum())
+                ratios.append(float((M - got.delta(n).double()).square().sum()) / optimal)
+            out["methods"][method]["error_vs_optimal"] = max(ratios)
     return out
 
 
@@ -117,6 +137,7 @@ def run_child(args: argparse.Namespace, clients: int, layers: int) -> dict:
                 "repeats": args.repeats,
                 "seed": args.seed,
                 "threads": args.threads,
+                "error_layers": args.error_layers,
             }
         ),
     ]
@@ -153,6 +174,7 @@ def summarise(raw: list[dict], methods: list[str]) -> list[dict]:
                 "peak_mb": round(max(e["peak_mb"]), 1) if e["peak_mb"] else None,
                 "energy_lost": e["diagnostics"].get("energy_lost"),
                 "randomized_layers": e["diagnostics"].get("randomized_layers", 0.0),
+                "error_vs_optimal": e.get("error_vs_optimal"),
             }
         if "flexlora" in methods:  # measured side by side on the same layers: no extrapolation in the ratio
             for m in methods:
@@ -181,6 +203,7 @@ def print_table(rows: list[dict], methods: list[str], meta: dict) -> None:
     for m in speedups:
         table.add_column(f"flexlora / {m}", justify="right")
     table.add_column("hlora growth", justify="right")
+    table.add_column("hlora err / optimal", justify="right")
     for row in rows:
         cells = [
             str(row["clients"]),
@@ -197,6 +220,8 @@ def print_table(rows: list[dict], methods: list[str], meta: dict) -> None:
             f"x{row['hlora_time_growth']} (clients x{row['client_growth']:g})" if "hlora_time_growth" in row else "-"
         )
         cells.append(growth)
+        ratio = row["hlora"]["error_vs_optimal"] if "hlora" in row else None
+        cells.append(f"{ratio:.4f}" if ratio is not None else "-")
         table.add_row(*cells)
     console = Console(width=220)
     console.print(table)
@@ -213,7 +238,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--layers", type=int, default=FULL_LAYERS, help="layers to measure (extrapolated to 48)")
-    parser.add_argument("--max-input-mb", type=float, default=1024.0, help="fewer layers when inputs exceed this")
+    parser.add_argument("--max-input-mb", type=float, default=8192.0, help="fewer layers when inputs exceed this")
+    parser.add_argument(
+        "--error-layers", type=int, default=2, help="layers on which hlora's error is compared to the optimal one"
+    )
     parser.add_argument(
         "--methods",
         nargs="+",

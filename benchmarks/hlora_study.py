@@ -16,12 +16,10 @@ import argparse
 import json
 import statistics
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 from common import REPO, save_figure
-from study import DOCS_RESULTS, Cell, load_record, run_cell
+from study import DOCS_RESULTS, Cell, load_record, mean_std, run_all
 
 METHODS = ("hlora", "flexlora", "zeropad", "hetlora", "flora", "ffa", "fedit_r2", "fedit_r16", "centralized")
 #: the full scale: 4x the versions, every client each version, float32 (one large GPU runs the set in minutes)
@@ -56,36 +54,11 @@ def cells(task: str, seeds: Sequence[int], scale: str, threads: int | None, meth
     ]
 
 
-def _run(study: str, cell: Cell, runs_root: str) -> str:
-    run_cell(study, cell, Path(runs_root))
-    return cell.name
-
-
-def run_all(study: str, todo: list[Cell], runs_root: Path, jobs: int) -> None:
-    todo = [c for c in todo if load_record(study, c) is None]
-    print(f"[{study}] {len(todo)} cells to run", flush=True)
-    if jobs <= 1:
-        for c in todo:
-            print(f"[{study}] {_run(study, c, str(runs_root))} done", flush=True)
-        return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for name in pool.map(_run, [study] * len(todo), todo, [str(runs_root)] * len(todo)):
-            print(f"[{study}] {name} done", flush=True)
-
-
 # ----- the table ------------------------------------------------------------------------------------------
 
 
 def first_reaching(history: list[dict], metric: str, target: float) -> dict | None:
     return next((p for p in history if p["metrics"].get(metric, -1) >= target), None)
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def table(study: str, methods: Sequence[str], seeds: Sequence[int], target: float) -> tuple[str, dict]:

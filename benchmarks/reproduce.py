@@ -1,4 +1,5 @@
-"""Every study, one command: the learning-speed search, the quickstart and centralized targets, the HLoRA study.
+"""Every study, one command: the learning-speed search, the quickstart and centralized targets, the HLoRA,
+FedFa and differential-privacy studies.
 
     python benchmarks/reproduce.py --scale cpu       # this machine's budgets (2 CPU cores: hours)
     python benchmarks/reproduce.py --scale full      # the configs' full budgets (one large GPU: minutes)
@@ -34,11 +35,18 @@ def main() -> None:
     seeds = [str(s) for s in args.seeds]
     if args.scale == "tiny":
         step([str(HERE / "hlora_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
+        step([str(HERE / "fedfa_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
+        step([str(HERE / "dp_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
         return
     if args.scale == "cpu":
         step([str(HERE / "learning_search.py")])
         step([str(HERE / "targets.py")])
     step([str(HERE / "hlora_study.py"), "--scale", args.scale, "--seeds", *seeds, "--jobs", str(args.jobs)])
+    if args.scale == "cpu":  # the FedFa protocol is sized for this CPU; on a GPU it runs the same in minutes
+        step([str(HERE / "client_selection.py")])
+        step([str(HERE / "fedfa_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])
+        step([str(HERE / "dp_cost.py")])  # issue 17: what central noise costs in product space
+        step([str(HERE / "dp_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 from common import REPO, data_dir
@@ -34,6 +37,15 @@ class Cell:
     def command(self) -> str:
         sets = " ".join(f"--set '{s}'" if any(c in s for c in " [{,") else f"--set {s}" for s in self.sets)
         return f"fedlora run {self.config} {sets}".strip()
+
+
+def mean_std(values: list[float]) -> str:
+    """Mean ± sample std over seeds, as every study table prints it."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def record_dir(study: str, cell: Cell) -> Path:
@@ -75,3 +87,20 @@ def run_cells(study: str, cells: Sequence[Cell], runs_root: Path, progress: bool
         print(f"[{study}] {i + 1}/{len(cells)} {cell.name}{' (recorded)' if cached else ''}", flush=True)
         out.append(run_cell(study, cell, runs_root, progress))
     return out
+
+
+def _run(study: str, cell: Cell, runs_root: str) -> str:
+    run_cell(study, cell, Path(runs_root))
+    return cell.name
+
+
+def run_all(study: str, todo: list[Cell], runs_root: Path, jobs: int) -> None:
+    todo = [c for c in todo if load_record(study, c) is None]
+    print(f"[{study}] {len(todo)} cells to run", flush=True)
+    if jobs <= 1:
+        for c in todo:
+            print(f"[{study}] {_run(study, c, str(runs_root))} done", flush=True)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for name in pool.map(_run, [study] * len(todo), todo, [str(runs_root)] * len(todo)):
+            print(f"[{study}] {name} done", flush=True)

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from fedlora.aggregators import AGGREGATORS
 from fedlora.clients.ranks import RANK_POLICIES
@@ -460,10 +469,17 @@ class StopConfig(Strict):
     stop_at_target: bool = Field(
         True, description="false: record the time to target_accuracy but run on to the other rules"
     )
+    epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="privacy budget: stop before a release would spend more than this epsilon (at privacy.delta); "
+        "a run that cannot stay within it refuses to start; null = privacy.epsilon when that is set",
+    )
 
     @model_validator(mode="after")
     def _some_rule(self) -> StopConfig:
-        if all(v is None for v in (self.versions, self.virtual_seconds, self.target_accuracy, self.samples)):
+        rules = (self.versions, self.virtual_seconds, self.target_accuracy, self.samples, self.epsilon)
+        if all(v is None for v in rules):
             raise ValueError("stop: set at least one of versions, virtual_seconds, target_accuracy, samples")
         return self
 
@@ -521,6 +537,14 @@ class TransportConfig(Strict):
         "really arrive, timed in real seconds (Flower transports only; flower_deployment always uses wall)",
     )
     workers: int = Field(2, ge=1, description="flower_simulation: clients that train at once (Ray actors)")
+    batch_jobs: Literal["off", "auto"] | PositiveInt = Field(
+        "off",
+        description="inprocess: train the dispatched, not yet collected jobs together, step by step, in one "
+        "stacked pass over the frozen base (each row through its own client's LoRA factors and head; per-client "
+        "optimizer, clipping and seeded dropout): off (one job at a time), auto (all pending jobs on the same "
+        "base), or N (at most N jobs per batch). Results equal the sequential ones within float rounding "
+        "(docs/scale.md)",
+    )
     worker_cpus: float = Field(1.0, gt=0, description="flower_simulation: CPUs Ray reserves per worker")
     job_timeout_s: float | None = Field(
         None, gt=0, description="Flower: a job without a reply after this many real seconds fails (timeout)"
@@ -561,10 +585,23 @@ class TransportConfig(Strict):
         "simulation: for Ray to start the workers, which on a loaded machine can take minutes)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_jobs_off(cls, data: Any) -> Any:
+        # YAML reads a bare `off` as false (and `on` as true): both mean what they say here
+        if isinstance(data, dict) and isinstance(data.get("batch_jobs"), bool):
+            data = {**data, "batch_jobs": "auto" if data["batch_jobs"] else "off"}
+        return data
+
     @model_validator(mode="after")
     def _clock_needs_flower(self) -> TransportConfig:
         if self.clock == "wall" and self.name == "inprocess":
             raise ValueError("clock: wall needs a Flower transport (name: flower_simulation or flower_deployment)")
+        if self.batch_jobs != "off" and self.name != "inprocess":
+            raise ValueError(
+                f"batch_jobs: batched local training runs in the in-process transport only; set batch_jobs: off "
+                f"for transport.name={self.name} (Flower clients train their own jobs)"
+            )
         if self.name == "flower_deployment":
             self._check_deployment()
         return self
@@ -614,6 +651,41 @@ class ValidationConfig(Strict):
     )
 
 
+class PrivacyConfig(Strict):
+    """Client-level differential privacy (docs/privacy.md): clip each client's update, add Gaussian noise, and
+    account epsilon with dp-accounting (pip install "fedlora[privacy]")."""
+
+    clip_norm: float = Field(
+        gt=0,
+        description="C: each client update's norm is clipped to this, relative to the adapter its job started from, "
+        "in the space its aggregator combines (factors, or the effective update (alpha/r) B A); .inf = no clipping",
+    )
+    noise_multiplier: float | None = Field(
+        None, ge=0, description="sigma: the noise std is sigma * C * (a client's largest weight); or give epsilon"
+    )
+    epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="target epsilon at delta for the planned run (stop.versions): the noise multiplier is solved "
+        "for it; also the budget unless stop.epsilon is set",
+    )
+    delta: float = Field(1e-5, gt=0, lt=1, description="the delta of (epsilon, delta)-DP")
+    where: Literal["server", "client"] = Field(
+        "server",
+        description="server: central DP, a trusted server clips and noises the combination; client: every client "
+        "clips and noises its own update before it leaves (on its own machine in a deployment)",
+    )
+    accountant: Literal["rdp", "pld"] = Field(
+        "rdp", description="dp-accounting's Renyi-DP accountant, or its privacy-loss-distribution one (tighter, slower)"
+    )
+
+    @model_validator(mode="after")
+    def _one_noise(self) -> PrivacyConfig:
+        if (self.noise_multiplier is None) == (self.epsilon is None):
+            raise ValueError("noise_multiplier: set exactly one of privacy.noise_multiplier and privacy.epsilon")
+        return self
+
+
 class ExperimentConfig(Strict):
     seed: int = 0
     task: TaskConfig = TaskConfig()
@@ -629,6 +701,7 @@ class ExperimentConfig(Strict):
     output: OutputConfig = OutputConfig()
     transport: TransportConfig = TransportConfig()
     validation: ValidationConfig = ValidationConfig()
+    privacy: PrivacyConfig | None = Field(None, description="client-level differential privacy; null = off")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -666,7 +739,43 @@ class ExperimentConfig(Strict):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         self._check_model_for_task()
+        self._check_privacy()
         return self
+
+    def _check_privacy(self) -> None:
+        p = self.privacy
+        if p is None:
+            if self.stop.epsilon is not None:
+                raise ValueError("stop.epsilon is a privacy budget; add a privacy section (privacy.clip_norm, ...)")
+            return
+        if p.epsilon is not None and self.stop.versions is None:
+            raise ValueError(
+                "privacy.epsilon: the noise is solved for the planned run of stop.versions versions, which is null; "
+                "set stop.versions, or give privacy.noise_multiplier instead"
+            )
+        if p.epsilon is not None and self.stop.epsilon is not None and self.stop.epsilon < p.epsilon:
+            raise ValueError(f"stop.epsilon={self.stop.epsilon} is below the target privacy.epsilon={p.epsilon}")
+        noisy = p.epsilon is not None or (p.noise_multiplier or 0.0) > 0
+        if noisy and p.clip_norm == float("inf"):
+            raise ValueError("privacy.clip_norm: noise of sigma * clip_norm needs a finite clip_norm")
+        if p.where != "server":
+            return
+        agg = AGGREGATORS.get(self.aggregator.name)
+        if agg.privacy_space is None:
+            supported = ", ".join(n for n in AGGREGATORS.names() if AGGREGATORS.get(n).privacy_space is not None)
+            raise ValueError(
+                f"privacy.where: server adds noise to the combination, but aggregator.name={self.aggregator.name} "
+                f"reads each update beyond their sum; use privacy.where: client, or one of: {supported}"
+            )
+        options = self.aggregator.typed_options()
+        if agg.privacy_space == "product" and (
+            getattr(options, "weights", "samples") != "samples" or getattr(options, "prune", False)
+        ):
+            raise ValueError(
+                f"aggregator.weights: under privacy.where: server, {self.aggregator.name} combines in its product "
+                "view with the schedule's weights; per-update norm weights and pruning read each update, so set "
+                "aggregator.weights: samples and aggregator.prune: false"
+            )
 
     def _check_model_for_task(self) -> None:
         """What can be told without loading: the bundled MiniLM is an encoder; `model_type` builds a decoder."""

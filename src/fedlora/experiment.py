@@ -53,6 +53,8 @@ from fedlora.lora.adapter import Adapter
 from fedlora.lora.init import fresh_adapter
 from fedlora.models.loading import default_target_modules, load_causal_lm, load_classifier, load_tokenizer
 from fedlora.models.pooling import trainable_modules
+from fedlora.privacy.engine import PrivacyEngine, PrivacySettings
+from fedlora.privacy.plan import client_noise, privacy_settings
 from fedlora.progress import Progress
 from fedlora.registry import PluginContext
 from fedlora.schedules import SCHEDULES, Schedule
@@ -267,6 +269,7 @@ def training_spec(cfg: ExperimentConfig) -> LocalTrainingSpec:
         warmup_ratio=t.warmup_ratio,
         total_versions=cfg.stop.versions,
         group_by_length=t.group_by_length,
+        privacy=client_noise(privacy_settings(cfg)),
     )
 
 
@@ -326,6 +329,7 @@ class Components:
     step_seconds: float
     partition: list[dict[str, Any]]  # the rows of the partition table (run.json's `partition`)
     report: PartitionReport | None  # the table as `fedlora partition` writes it (None without PreparedData)
+    privacy: PrivacySettings | None = None  # clipping, noise and budget (fedlora.privacy); None: off
 
 
 def build(cfg: ExperimentConfig, step_seconds: float | None = None) -> Components:
@@ -334,6 +338,7 @@ def build(cfg: ExperimentConfig, step_seconds: float | None = None) -> Component
     `step_seconds`: the seconds per local step a resumed run measured before (training.step_seconds:
     calibrate); without it they are measured now.
     """
+    privacy = privacy_settings(cfg)  # a budget the planned run would exceed refuses to start here
     prep = prepare(cfg)
     host = prep.host
     spec = training_spec(cfg)
@@ -382,6 +387,7 @@ def build(cfg: ExperimentConfig, step_seconds: float | None = None) -> Component
         step_seconds=step_seconds,
         partition=report.rows if report is not None else partition_table(prep),
         report=report,
+        privacy=privacy,
     )
 
 
@@ -413,6 +419,7 @@ def run(
         faults=c.faults,
         max_update_norm=c.cfg.validation.max_update_norm,
         base=c.base,
+        privacy=privacy_engine(c),
     )
     if state is not None:
         server.load_state_dict(state)
@@ -466,6 +473,14 @@ def run_experiment(
         sizes = [len(v) for v in local_val]
         summary["local"] = local_summary(server.history, summary["job_metrics"], cfg.eval.local_val_share, sizes)
     return session.finish(server, components.prep.host, components.base, summary)
+
+
+def privacy_engine(c: Components) -> PrivacyEngine | None:
+    """The server's privacy step, in the space the run's aggregator combines (None without privacy)."""
+    if c.privacy is None:
+        return None
+    agg = c.aggregator
+    return PrivacyEngine(c.privacy, agg.privacy_space, agg.rank, getattr(agg, "options", None), agg.seed)
 
 
 def server_class(cfg: ExperimentConfig) -> type[Server]:

@@ -44,6 +44,7 @@ class Progress(Observer):
             return
         last = server.history[-1]["metrics"] if server.history else {}
         status = f"v{server.version} t={server.now:,.0f}s {self.metric}={last.get(self.metric, float('nan')):.4f}"
+        status += _epsilon_text(server)
         self._progress.update(self._task, completed=server.version, status=status)
 
     def evaluated(self, server: Server) -> None:
@@ -55,5 +56,14 @@ class Progress(Observer):
             if p.get(block, {}).get("mean"):  # the global model (or each client's own) on the clients' splits
                 metrics += f"  {label} mean {self.metric}={p[block]['mean'].get(self.metric, float('nan')):.4f}"
                 metrics += f" worst={p[block]['worst'].get(self.metric, float('nan')):.4f}"
+        metrics += _epsilon_text(server)
         self._progress.console.print(f"version {p['version']:>4}  virtual {p['virtual_s']:>10,.1f}s  {metrics}")
         self.new_version(server)
+
+
+def _epsilon_text(server: Server) -> str:
+    """' eps=1.23 (delta=1e-05)' under privacy (the epsilon spent so far), else ''."""
+    privacy = getattr(server, "privacy", None)
+    if privacy is None:
+        return ""
+    return f"  eps={privacy.epsilon():.3g} (delta={privacy.settings.delta:g})"

@@ -27,7 +27,9 @@ DEPLOYMENT_HINT = (
 def make_transport(cfg: ExperimentConfig, components: Components) -> Transport:
     c = components
     if cfg.transport.name == "inprocess":
-        return InProcessTransport(c.prep.host, c.prep.train, c.prep.partitions, c.spec, c.base)
+        return InProcessTransport(
+            c.prep.host, c.prep.train, c.prep.partitions, c.spec, c.base, batch_jobs=cfg.transport.batch_jobs
+        )
     if cfg.transport.name == "flower_simulation":
         from fedlora.flower import require_flower
 

@@ -201,7 +201,7 @@ def test_a_synchronous_round_waits_until_a_client_is_online():
         FedAvg(FedAvgOptions(), 2, seed=0),
         speeds=[1.0, 1.0],
         faults=Faults(seed=0, availability=av),
-        stop=StopRules(versions=2),
+        stop=StopRules(versions=3),  # the third round (at 5) is the last: nothing is dispatched after it
         events=events,
     )
     assert server.idle_clients() == []

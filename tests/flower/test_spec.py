@@ -15,8 +15,10 @@ def test_the_spec_holds_what_a_client_needs_and_nothing_of_the_servers_run(tiny_
     spec = ClientSpec.of(cfg)
     sent = json.loads(spec.to_text())
     assert set(sent) == {
-        "seed", "model", "lora", "training", "total_versions", "task", "partition", "clients", "local_val_share"
+        "seed", "model", "lora", "training", "total_versions", "task", "partition", "clients", "local_val_share",
+        "privacy",
     }  # fmt: skip
+    assert sent["privacy"] is None  # client-side noise settings travel only when privacy.where is client
     assert "hlora" not in spec.to_text() and "fedbuff" not in spec.to_text()  # no aggregator, no schedule
     assert ClientSpec.from_text(spec.to_text()) == spec
     rebuilt = spec.experiment_config()

@@ -57,6 +57,10 @@ class Aggregator(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     #: clients may hold adapters of different ranks.
     supports_mixed_ranks: ClassVar[bool] = True
+    #: the space central DP clips and noises in (fedlora.privacy): "factor" (the combination is linear in the
+    #: factors), "product" (a truncated SVD of the sum of effective updates), None (the result depends on the
+    #: individual updates beyond their sum: only client-side noise, privacy.where: client, applies)
+    privacy_space: ClassVar[str | None] = None
 
     def __init__(self, rank: int, seed: int = 0, options: BaseModel | None = None, **kwargs: Any):
         """`seed` is the run's seed: every random draw of an aggregator (FFA's frozen A, HLoRA's range finder,

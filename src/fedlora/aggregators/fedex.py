@@ -30,6 +30,8 @@ from fedlora.lora.factorized import F64
 
 @AGGREGATORS.register("fedex")
 class FedExLoRA(FedIT):
+    privacy_space = None  # the folded residual reads each update, not only their sum: client-side noise only
+
     def combine(self, terms: Sequence[Term]) -> Adapter:
         combined = super().combine(terms)  # FedIT's averages, and their distance to the exact sum
         bias = self.last_diagnostics

@@ -23,6 +23,7 @@ from fedlora.lora.algebra import Term, check_terms, combine_extras
 @AGGREGATORS.register("fedit")
 class FedIT(Aggregator):
     supports_mixed_ranks = False
+    privacy_space = "factor"
 
     def combine(self, terms: Sequence[Term]) -> Adapter:
         check_terms(terms)

@@ -44,6 +44,7 @@ class FFAOptions(BaseModel):
 class FFA(Aggregator):
     Options = FFAOptions
     options: FFAOptions
+    privacy_space = "factor"
 
     def __init__(self, rank: int, **options: Any):
         super().__init__(rank, **options)

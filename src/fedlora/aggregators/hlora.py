@@ -63,6 +63,7 @@ class ProductSpaceAggregator(Aggregator):
 
     Options = ProductSpaceOptions
     options: ProductSpaceOptions
+    privacy_space = "product"
 
     def __init__(self, rank: int, **options):
         super().__init__(rank, **options)

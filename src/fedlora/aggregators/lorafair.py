@@ -41,6 +41,7 @@ class LoRAFAIROptions(BaseModel):
 class LoRAFAIR(FedIT):
     Options = LoRAFAIROptions
     options: LoRAFAIROptions
+    privacy_space = None  # the correction reads each update, not only their sum: client-side noise only
 
     def combine(self, terms: Sequence[Term]) -> Adapter:
         averaged = super().combine(terms)  # FedIT's A_g and B_avg, and their bias

@@ -82,6 +82,8 @@ def prune_trailing(B: torch.Tensor, A: torch.Tensor, threshold: float, max_fract
 class ZeroPad(Aggregator):
     Options = ZeroPadOptions
     options: ZeroPadOptions
+    # under central noise, the product view: the noised sum of effective updates, truncated by an SVD
+    privacy_space = "product"
 
     def combine(self, terms: Sequence[Term]) -> Adapter:
         check_terms(terms)

@@ -46,6 +46,7 @@ from fedlora.engine.validation import check_provenance, validate_update
 from fedlora.errors import UpdateRejected
 from fedlora.jobs import Job, JobResult
 from fedlora.lora.adapter import Adapter
+from fedlora.privacy.engine import PrivacyEngine
 from fedlora.schedules.base import Schedule, Step
 
 AGGREGATION_ERROR = "aggregation_error"
@@ -91,6 +92,7 @@ class Server:
         faults: Faults | None = None,
         max_update_norm: float | None = None,
         base: FrozenBase | None = None,
+        privacy: PrivacyEngine | None = None,
     ):
         """`evaluator` scores adapters (the engine never sees a model), `plan` says when; `observer` gets the
         events, evaluation points, versions and checkpoints; `base` holds what the aggregator folds into the
@@ -107,6 +109,7 @@ class Server:
         self.max_update_norm = max_update_norm
         self.base = base if base is not None else FrozenBase()
         self.faults = faults
+        self.privacy = privacy  # clipping, noise and the epsilon ledger (fedlora.privacy); None: off
         self.time_budgets = tuple(sorted(float(b) for b in plan.time_budgets))
 
         self.clock = VirtualClock()
@@ -225,6 +228,8 @@ class Server:
         self.client_jobs[client] += 1
         self.in_flight[job.job_id] = job
         self.counters.jobs_dispatched += 1
+        if self.privacy is not None:
+            self.privacy.dispatched(client)  # client-side noise: every job is one release of its client
         self.counters.bytes_down += bytes_down
         fate = self.faults.fate(job) if self.faults is not None else None
         if fate is None:
@@ -252,17 +257,40 @@ class Server:
         return self.aggregator.personalize(received, self.kept.get(client))
 
     def _apply(self, step: Step) -> None:
+        if step.combine and self.privacy is not None and not self.privacy.release_allowed(step.combine, self._job_of):
+            self.stopped_by = self.stopped_by or "epsilon"  # the release would exceed stop.epsilon: none is made
+            return
         if step.combine:
             combined, terms = self._combine(step.combine)
             self._version += 1
             self.global_adapter = self.aggregator.after_combine(combined, terms, self._version, self.base)
-            self.record("aggregation", terms=len(step.combine), **self.aggregator.last_diagnostics, **step.info)
+            dp = self._spend_privacy()
+            self.record("aggregation", terms=len(step.combine), **self.aggregator.last_diagnostics, **dp, **step.info)
             self._after_version()
-        for client in step.dispatch:
+        # a stop rule holds: the step's dispatches would never come back, so none is sent
+        for client in [] if self._stopping() else step.dispatch:
+            if self.privacy is not None and not self.privacy.dispatch_allowed(client):
+                self.stopped_by = self.stopped_by or "epsilon"  # client-side noise: its next release is over budget
+                break
             self.dispatch(client, step.tag)
         if step.wake_at is not None:
             self.clock.push(max(step.wake_at, self.clock.now), "timer", step.timer_tag)
         self.base.keep_only(j.base_version for j in self.in_flight.values())
+
+    def _spend_privacy(self) -> dict[str, Any]:
+        """Account the combination just made (central DP); what the aggregation event records of it."""
+        if self.privacy is None:
+            return {}
+        self.privacy.spend()
+        return {**self.privacy.last_diagnostics, "epsilon": self.privacy.epsilon_field()}
+
+    def _stopping(self) -> bool:
+        """Whether the run stops after the event being handled: checked before a step's dispatches are sent,
+        so no job is dispatched (or sent to a Flower client) that the run would never collect."""
+        if self.stopped_by is not None:
+            return True
+        samples = self.stop_rules.samples
+        return samples is not None and self.counters.samples_trained >= samples
 
     def _after_version(self) -> None:
         every = self.plan.every_versions
@@ -313,9 +341,12 @@ class Server:
         self.counters.staleness.append(staleness)
         try:
             validate_update(job, result.adapter, self.reference, self.max_update_norm)
+            if self.privacy is not None:
+                self.privacy.check_arrival(job, result.adapter)  # an update changes only what its job trains
         except UpdateRejected as exc:
             self._reject(job, exc)
             return
+        self.counters.count_arrival(job.client)
         self._track(result)
         kept = self.aggregator.keep(result.adapter)
         if kept is not None:
@@ -395,7 +426,10 @@ class Server:
         return None
 
     def _finite_combine(self, terms: list[tuple[float, Adapter]]) -> Adapter:
-        combined = self.aggregator.combine(terms)
+        if self.privacy is not None and self.privacy.central:  # clip each update, combine, add noise
+            combined = self.privacy.combine(self.aggregator, terms, self._job_of, self._version + 1)
+        else:
+            combined = self.aggregator.combine(terms)
         for name, t in combined.tensors().items():
             if not torch.isfinite(t).all():
                 raise FloatingPointError(f"the combination has NaN or Inf in {name}")
@@ -425,6 +459,13 @@ class Server:
             "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
         }
 
+    def _epsilon_field(self, point: dict[str, Any]) -> dict[str, Any]:
+        """Under privacy, the epsilon spent so far joins an evaluation point (and its event)."""
+        if self.privacy is None:
+            return {}
+        point["epsilon"] = self.privacy.epsilon_field()
+        return {"epsilon": point["epsilon"]}
+
     def evaluate(self) -> dict[str, float]:
         """Evaluate the global model now and add a point to the curve.
 
@@ -437,7 +478,7 @@ class Server:
             if last["virtual_s"] < round(self.clock.now, 6):
                 point = {**self._point(last["metrics"]), "reused": True}
                 self.history.append(point)
-                self.record("evaluation", reused=True, **point["metrics"])
+                self.record("evaluation", reused=True, **point["metrics"], **self._epsilon_field(point))
             return last["metrics"]
         metrics = self.evaluator.dev(self.global_adapter)
         point = self._point(metrics)
@@ -449,8 +490,9 @@ class Server:
             personal = self.evaluator.personal([self.client_start(c) for c in range(self.world.count)])
             if personal is not None:
                 point["personal"] = local_block(personal)
+        self._epsilon_field(point)
         self.history.append(point)
-        extra = {k: point[k] for k in ("local", "personal") if k in point}
+        extra = {k: point[k] for k in ("local", "personal", "epsilon") if k in point}
         self.record("evaluation", **point["metrics"], **extra)
         target = self.stop_rules.target
         if target is not None and self.time_to_target is None and metrics.get(self.plan.metric, 0.0) >= target:
@@ -564,6 +606,7 @@ class Server:
             "base": self.base.state_dict(),
             "kept": {str(c): ad for c, ad in sorted(self.kept.items())},
             "combine_rejected": sorted(self.combine_rejected),
+            **({"privacy": self.privacy.state_dict()} if self.privacy is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -588,6 +631,8 @@ class Server:
         self.events_written = state["events_written"]
         self.base.load_state_dict(state.get("base", state.get("extra", {})))
         self.kept = {int(c): ad for c, ad in state.get("kept", {}).items()}
+        if self.privacy is not None and "privacy" in state:
+            self.privacy.load_state_dict(state["privacy"])
         self.started = True
         for job_id, job in sorted(self.in_flight.items()):
             if job_id not in self.doomed:
@@ -595,4 +640,7 @@ class Server:
 
     # ----- results ---------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        return summarize(self)
+        out = summarize(self)
+        if self.privacy is not None:
+            out["privacy"] = self.privacy.summary()
+        return out

@@ -29,6 +29,8 @@ class Counters:
     failed: dict[str, int] = field(default_factory=dict)
     staleness: list[int] = field(default_factory=list)
     busy_seconds: float = 0.0  # summed over clients: virtual seconds with a job (ended jobs only)
+    # accepted results per client (index = client id), grown on demand: who actually shaped the model
+    arrived_by_client: list[int] = field(default_factory=list)
     # sums and counts of the numeric metrics that accepted jobs reported (train_loss, local_*_before/after)
     job_metric_sums: dict[str, float] = field(default_factory=dict)
     job_metric_counts: dict[str, int] = field(default_factory=dict)
@@ -38,6 +40,11 @@ class Counters:
             if math.isfinite(v):
                 self.job_metric_sums[k] = self.job_metric_sums.get(k, 0.0) + float(v)
                 self.job_metric_counts[k] = self.job_metric_counts.get(k, 0) + 1
+
+    def count_arrival(self, client: int) -> None:
+        if client >= len(self.arrived_by_client):
+            self.arrived_by_client += [0] * (client + 1 - len(self.arrived_by_client))
+        self.arrived_by_client[client] += 1
 
     def job_metric_means(self) -> dict[str, float]:
         return {k: self.job_metric_sums[k] / self.job_metric_counts[k] for k in sorted(self.job_metric_sums)}
@@ -82,6 +89,22 @@ def at_time_budgets(server: Server) -> dict[str, dict[str, Any] | None]:
     return out
 
 
+def participation(dispatched: list[int], arrived: list[int]) -> dict[str, Any]:
+    """Per-client job counts, so a reader can check that a schedule did not starve clients.
+
+    `dispatched` counts every job sent to a client; `arrived` the results that passed validation (what the
+    server could combine). `distinct` is the number of clients with at least one accepted result.
+    """
+    arrived = arrived + [0] * (len(dispatched) - len(arrived))
+    return {
+        "dispatched": list(dispatched),
+        "arrived": arrived,
+        "distinct": sum(1 for a in arrived if a > 0),
+        "min_arrived": min(arrived) if arrived else 0,
+        "max_arrived": max(arrived) if arrived else 0,
+    }
+
+
 def summarize(server: Server) -> dict[str, Any]:
     """summary.json's numbers (without what the caller adds: run directory, step seconds, local blocks)."""
     evals = server.history
@@ -110,6 +133,7 @@ def summarize(server: Server) -> dict[str, Any]:
             "staleness_max": int(max(st)) if st else 0,
             **time_shares(server),
         },
+        "participation": participation(server.client_jobs, c.arrived_by_client),
         "job_metrics": {k: round(v, 6) for k, v in c.job_metric_means().items()},
         "at_time": at_time_budgets(server),
         "history": evals,

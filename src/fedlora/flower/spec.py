@@ -29,6 +29,8 @@ class ClientSpec:
     partition: dict[str, Any]  # simulation: how the shared data is split among...
     clients: int  # ...this many clients
     local_val_share: float  # the share of each partition held out (never trained on)
+    # privacy.where: client: the clip and the (solved) noise multiplier the client applies itself; else None
+    privacy: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> ClientSpec:
@@ -43,6 +45,7 @@ class ClientSpec:
             partition=dumped["partition"],
             clients=cfg.clients.count,
             local_val_share=cfg.eval.local_val_share,
+            privacy=client_privacy(cfg),
         )
 
     def to_text(self) -> str:
@@ -67,7 +70,21 @@ class ClientSpec:
             "clients": {"count": self.clients},
             "eval": {"local_val_share": self.local_val_share},
         }
+        if self.privacy is not None:
+            raw["privacy"] = dict(self.privacy)
         if data_dir is not None:
             raw["task"].update(data_dir=str(data_dir), train_limit=None, dev_limit=2)
             raw.update(clients={"count": 1}, partition={"name": "iid"})
         return validate_config(raw)
+
+
+def client_privacy(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The privacy section a client needs under client-side noise: its clip and the noise multiplier, solved
+    by the server when the config gives a target epsilon (the client never sees the budget or the schedule)."""
+    if cfg.privacy is None or cfg.privacy.where != "client":
+        return None
+    from fedlora.privacy.plan import privacy_settings
+
+    s = privacy_settings(cfg)
+    assert s is not None
+    return {"clip_norm": s.clip_norm, "noise_multiplier": s.noise_multiplier, "delta": s.delta, "where": "client"}

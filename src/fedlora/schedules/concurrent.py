@@ -3,10 +3,17 @@
 Asynchronous FL removes the round barrier, so a free client should never wait for others: whenever a job
 ends (arrival, failure, rejection) the schedule tops the number of clients in flight back up to
 `concurrency` (FedBuff, Nguyen et al. 2022, Alg. 1; FedAsync, Xie et al. 2019, Alg. 1). Who gets the
-work is deterministic: the client that just finished (`next_client: same`, FedAsync's and FedFa's worker
-loop) or a seeded uniform draw among idle, online clients (`random`, FedBuff's sampling), never the
-order in which a transport happened to finish. When every free client is offline the schedule asks to be
-woken when the first one comes back.
+work is deterministic: a seeded uniform draw among idle, online clients (`next_client: random`, the default
+of every schedule, FedBuff's sampling) or the client that just finished (`same`, the worker loop of the
+FedAsync and FedFa papers), never the order in which a transport happened to finish. When every free client
+is offline the schedule asks to be woken when the first one comes back.
+
+`same` is only fair when every client trains at once (`concurrency` null): with `concurrency` 5 of 20 the
+five clients dispatched first would be the only ones that ever train, and under label skew the global model
+would see five clients' labels. So `random` is the default for all schedules: a comparison then gives every
+schedule the same selection policy (uniform among the clients free now; FedAvg draws `per_round` uniformly
+each round), and with `concurrency` null the draw has one candidate, the client that just finished, which is
+the papers' loop. summary.json's `participation` block counts each client's jobs so a reader can check it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ class ConcurrentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     concurrency: int | None = Field(None, ge=1, description="clients training at once; null = all clients")
     next_client: Literal["same", "random"] = Field(
-        "random", description="who gets new work: the client that just finished, or a seeded draw among idle ones"
+        "random",
+        description="who gets new work: a seeded uniform draw among idle clients (fair), or the client that just "
+        "finished ('same': starves the others when concurrency < clients.count)",
     )
 
 

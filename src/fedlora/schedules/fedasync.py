@@ -12,8 +12,6 @@ is simply the last arrival. Results older than `max_staleness` versions are drop
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from fedlora.jobs import JobResult
@@ -30,7 +28,6 @@ class FedAsyncOptions(ConcurrentOptions):
         description="s(tau) that damps stale results",
     )
     max_staleness: int | None = Field(None, ge=0, description="drop (and count) results staler than this")
-    next_client: Literal["same", "random"] = Field("same", description="who gets new work (see fedbuff)")
 
 
 @SCHEDULES.register("fedasync")

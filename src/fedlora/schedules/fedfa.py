@@ -1,16 +1,18 @@
 """FedFa: fully asynchronous training with a sliding window of buffered updates (Xu et al., 2024,
 "FedFa: A Fully Asynchronous Training Paradigm for Federated Learning", IJCAI).
 
-No client ever waits: `concurrency` clients train at all times, and the client that finishes gets the
-new global adapter at once. The server keeps the last K client results; once K have arrived, every
-arrival sets the global adapter to the combination of the window,
+No client ever waits: `concurrency` clients train at all times, and every dispatch (to a client drawn
+among the free ones, `next_client`) carries the newest global adapter. The server keeps the last K client
+results; once K have arrived, every arrival sets the global adapter to the combination of the window,
 
     mode models:  x <- sum_j w_j x_j
     mode deltas:  x <- x + server_lr * sum_j w_j (x_j - x_start_j)
 
-with w uniform (1/K) or by sample counts. Before the K-th arrival the global adapter does not change:
-one result alone is too noisy a model. Compared to FedBuff the window slides by one instead of being
-emptied, so the model moves on every arrival while still averaging K results.
+with w uniform (1/K) or by sample counts, each times a staleness weight s(tau_j) when `staleness` is set (in
+models mode the weights are then renormalised to sum to 1, since the result must stay an average of models;
+in deltas mode they are not, as in FedBuff, so stale deltas shrink the step). Before the K-th arrival the
+global adapter does not change: one result alone is too noisy a model. Compared to FedBuff the window slides
+by one instead of being emptied, so the model moves on every arrival while still averaging K results.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fedlora.jobs import JobResult
 from fedlora.lora.adapter import Adapter
 from fedlora.schedules.base import SCHEDULES, ServerView, Step, sample_weights
 from fedlora.schedules.concurrent import ConcurrentOptions, ConcurrentSchedule
+from fedlora.schedules.staleness import StalenessOptions, staleness_weight
 
 
 class FedFaOptions(ConcurrentOptions):
@@ -30,7 +33,10 @@ class FedFaOptions(ConcurrentOptions):
     mode: Literal["models", "deltas"] = Field("models", description="combine the adapters, or step by their deltas")
     server_lr: float = Field(1.0, gt=0, description="deltas mode: server step size")
     weights: Literal["uniform", "samples"] = Field("uniform", description="window weights: 1/K or by sample count")
-    next_client: Literal["same", "random"] = Field("same", description="who gets new work (see fedbuff)")
+    staleness: StalenessOptions = Field(
+        default_factory=StalenessOptions,
+        description="s(tau) on each window result's weight; constant (the paper: no damping) by default",
+    )
 
 
 @SCHEDULES.register("fedfa")
@@ -50,7 +56,12 @@ class FedFa(ConcurrentSchedule):
         step = self.fill(view, prefer=result.client)
         if self.arrivals < self.options.window:
             return step  # warm-up: the finished client restarts from the unchanged global adapter
-        weights = sample_weights(self.window, self.options.weights)
+        staleness = [view.version - r.job.start_version for r in self.window]
+        damp = [staleness_weight(t, self.options.staleness) for t in staleness]
+        weights = [w * d for w, d in zip(sample_weights(self.window, self.options.weights), damp, strict=True)]
+        if self.options.mode == "models" and self.options.staleness.name != "constant":
+            total = sum(weights)
+            weights = [w / total for w in weights]
         if self.options.mode == "models":
             terms: list[tuple[float, Adapter]] = [(w, r.adapter) for w, r in zip(weights, self.window, strict=True)]
         else:
@@ -58,7 +69,6 @@ class FedFa(ConcurrentSchedule):
             terms = [(1.0, view.global_adapter)]
             for w, r in zip(weights, self.window, strict=True):
                 terms += [(lr * w, r.adapter), (-lr * w, r.job.start_adapter)]
-        staleness = [view.version - r.job.start_version for r in self.window]
         step.combine = terms
         step.info = {"clients": [r.client for r in self.window], "staleness": staleness, "weights": weights}
         return step

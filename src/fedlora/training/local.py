@@ -15,6 +15,7 @@ import torch
 from fedlora.data.tokenized import TokenizedData
 from fedlora.jobs import Trains
 from fedlora.lora.adapter import Adapter
+from fedlora.privacy.client import ClientNoise, privatize
 from fedlora.seeding import numpy_rng, seed_torch
 from fedlora.training.host import ModelHost
 from fedlora.training.lr_schedule import LrSchedule, job_progress, lr_factor
@@ -32,6 +33,7 @@ class LocalTrainingSpec:
     warmup_ratio: float = 0.0
     total_versions: int | None = None  # the run's length in versions: the clock of the learning-rate schedule
     group_by_length: bool = False
+    privacy: ClientNoise | None = None  # privacy.where: client: clip and noise the update before it leaves
 
 
 def group_batches_by_length(
@@ -112,4 +114,7 @@ def train_local(
         "train_loss_first": losses[0] if losses else float("nan"),
         "train_loss_last": losses[-1] if losses else float("nan"),
     }
-    return host.extract(slot), metrics
+    trained = host.extract(slot)
+    if spec.privacy is not None:  # on the client, before anything leaves it (docs/privacy.md)
+        trained, _ = privatize(trained, adapter, trains, spec.privacy, client, client_job)
+    return trained, metrics

@@ -272,9 +272,7 @@ def report(study: str, seeds: Sequence[int], acc_target: float) -> str:
             text, times = table(data, acc_target, loss_targets)
             lt = ", ".join(f"s{s}: {t:.4f}" for s, t in loss_targets.items() if t is not None)
             out += ["", f"### {part}, {p} (common dev-loss level per seed: {lt or '-'})", "", text, ""]
-            ref, others = COMPARE.get(part, ("fedfa", [v for v in variants]))
-            if part == "sweep":
-                others = [*variants, "fedavg"]
+            ref, others = COMPARE.get(part, ("fedfa", (*variants, "fedavg")))  # the sweep: against FedFa K=5
             for metric, label in (("accuracy", f"accuracy {acc_target}"), ("loss", "the common loss")):
                 out += [f"- {r}" for r in ratios(times[metric], ref, others, label)]
             out += [f"- {x}" for x in (paired(data, ref, o) for o in others) if x]

@@ -59,10 +59,10 @@ class FedFa(ConcurrentSchedule):
         staleness = [view.version - r.job.start_version for r in self.window]
         damp = [staleness_weight(t, self.options.staleness) for t in staleness]
         weights = [w * d for w, d in zip(sample_weights(self.window, self.options.weights), damp, strict=True)]
-        if self.options.mode == "models" and self.options.staleness.name != "constant":
-            total = sum(weights)
-            weights = [w / total for w in weights]
         if self.options.mode == "models":
+            if self.options.staleness.name != "constant":  # an average of models: the damped weights sum to 1
+                total = sum(weights)
+                weights = [w / total for w in weights]
             terms: list[tuple[float, Adapter]] = [(w, r.adapter) for w, r in zip(weights, self.window, strict=True)]
         else:
             lr = self.options.server_lr

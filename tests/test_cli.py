@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -96,3 +97,16 @@ def test_summary_of_an_unfinished_run_is_an_error_line(tmp_path):
     (run / "config.yaml").write_text("seed: 0\n")
     result = runner.invoke(app, ["summary", str(run)])
     assert result.exit_code == 2 and "unfinished run" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_whose_every_reply_is_rejected_stops_with_exit_status_2(glue_dir, tmp_path):
+    # a bound no update meets: every reply is rejected, so the run would otherwise redispatch forever
+    sets = [f"task.data_dir={glue_dir}", "validation={max_update_norm: 1.0e-12, max_rejections_in_a_row: 5}"]
+    args = ["run", "configs/tiny.yaml", *[a for s in sets for a in ("--set", s)], "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "validation.max_rejections_in_a_row" in line and "over_norm x5" in line
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_by"] == "rejections" and summary["totals"]["versions"] == 0
+    assert sum(summary["totals"]["rejected"].values()) == 5

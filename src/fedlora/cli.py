@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Federated Lo
 console = Console()
 
 
-def print_error(exc: BaseException) -> None:
+def print_error(exc: BaseException | str) -> None:
     """One `error:` line; the message is escaped, so brackets in it (`fedlora[flower]`, `a[/b]`) print as typed."""
     console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
 
@@ -61,6 +61,14 @@ def run(
     except FedLoraError as exc:
         print_error(exc)
         raise typer.Exit(2) from None
+    if summary["stopped_by"] == "rejections":
+        reasons = ", ".join(f"{k} x{v}" for k, v in sorted(summary["totals"].get("rejected", {}).items()))
+        print_error(
+            f"validation.max_rejections_in_a_row: the last {cfg.validation.max_rejections_in_a_row} client replies "
+            f"were all rejected ({reasons}); see the 'rejected' events in {summary['run_dir']}/events.jsonl and fix "
+            "the clients (or raise the limit)"
+        )
+        raise typer.Exit(2)
     final = summary["final"] or {"metrics": {}}
     metrics = " ".join(f"{k}={v:.4f}" for k, v in final["metrics"].items() if k != "loss")
     console.print(

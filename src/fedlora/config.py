@@ -7,6 +7,8 @@ or partitioner in one file also adds its config section.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -649,6 +651,12 @@ class ValidationConfig(Strict):
     max_update_norm: float | None = Field(
         None, gt=0, description="reject an update whose effective update ||sum (alpha/r) B A|| exceeds this"
     )
+    max_rejections_in_a_row: int | None = Field(
+        100,
+        ge=1,
+        description="stop the run (stopped_by: rejections, exit status 2) after this many replies in a row were "
+        "rejected: the clients send nothing usable; null = never stop for it",
+    )
 
 
 class PrivacyConfig(Strict):
@@ -683,6 +691,12 @@ class PrivacyConfig(Strict):
     def _one_noise(self) -> PrivacyConfig:
         if (self.noise_multiplier is None) == (self.epsilon is None):
             raise ValueError("noise_multiplier: set exactly one of privacy.noise_multiplier and privacy.epsilon")
+        noised = self.epsilon is not None or (self.noise_multiplier or 0.0) > 0.0
+        if noised and not math.isfinite(self.clip_norm):
+            raise ValueError(
+                "clip_norm: noise scales with the clip norm, so it is infinite for clip_norm .inf; "
+                "set a finite privacy.clip_norm (or noise_multiplier 0 for a no-op check)"
+            )
         return self
 
 

@@ -418,6 +418,7 @@ def run(
         observer=observer,
         faults=c.faults,
         max_update_norm=c.cfg.validation.max_update_norm,
+        max_rejections_in_a_row=c.cfg.validation.max_rejections_in_a_row,
         base=c.base,
         privacy=privacy_engine(c),
     )

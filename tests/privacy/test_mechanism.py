@@ -152,3 +152,20 @@ def test_client_noise_has_std_sigma_c_and_depends_only_on_seed_client_and_job():
     again, _ = privatize(update, start, "AB", noise, client=2, client_job=7)
     other, _ = privatize(update, start, "AB", noise, client=2, client_job=8)
     assert again.allclose(sent) and not other.allclose(sent)
+
+
+def test_a_client_with_zero_noise_and_no_clipping_sends_its_update_unchanged():
+    # sigma C = 0 * inf is NaN in floating point: it once poisoned every update (and the run redispatched forever)
+    start, update = adapter(0), adapter(1)
+    sent, norm = privatize(update, start, "AB", ClientNoise(math.inf, 0.0, 5), client=0, client_job=0)
+    assert norm > 0 and sent.allclose(update) and all(torch.isfinite(t).all() for t in sent.tensors().values())
+
+
+def test_noise_with_no_clipping_is_refused_at_the_config_field():
+    from pydantic import ValidationError
+
+    from fedlora.config import PrivacyConfig
+
+    with pytest.raises(ValidationError, match="clip_norm"):
+        PrivacyConfig(clip_norm=math.inf, noise_multiplier=0.5)
+    assert PrivacyConfig(clip_norm=math.inf, noise_multiplier=0.0).noise_multiplier == 0.0

@@ -17,10 +17,6 @@ from fedlora.io.rundir import read_events
 from fedlora.transports import make_transport
 from tests.conftest import ASYNC_HETERO, run_killed
 
-# Known defect, issue 17 left open: with privacy.where: client a tiny run does not finish (it spins in
-# train_local); these end-to-end runs were written but never completed here, so they are skipped until it is fixed.
-pytestmark = pytest.mark.skip(reason="client-side privacy run hangs in train_local (issue 17, open)")
-
 OFF_CENTRAL = "privacy={clip_norm: .inf, noise_multiplier: 0.0, where: server}"
 OFF_CLIENT = "privacy={clip_norm: .inf, noise_multiplier: 0.0, where: client}"
 THREADS = "training.threads=1"

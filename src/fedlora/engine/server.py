@@ -91,6 +91,7 @@ class Server:
         observer: Observer | None = None,
         faults: Faults | None = None,
         max_update_norm: float | None = None,
+        max_rejections_in_a_row: int | None = None,
         base: FrozenBase | None = None,
         privacy: PrivacyEngine | None = None,
     ):
@@ -107,6 +108,7 @@ class Server:
         self.plan = plan
         self.observer = observer if observer is not None else Observer()
         self.max_update_norm = max_update_norm
+        self.max_rejections_in_a_row = max_rejections_in_a_row
         self.base = base if base is not None else FrozenBase()
         self.faults = faults
         self.privacy = privacy  # clipping, noise and the epsilon ledger (fedlora.privacy); None: off
@@ -315,6 +317,11 @@ class Server:
         """Count and log a rejected result; the schedule treats its job as failed."""
         self.counters.rejected[exc.reason] = self.counters.rejected.get(exc.reason, 0) + 1
         self.record("rejected", client=job.client, job=job.job_id, reason=exc.reason, message=str(exc))
+        self.counters.rejected_in_a_row += 1
+        limit = self.max_rejections_in_a_row
+        if limit is not None and self.counters.rejected_in_a_row >= limit:
+            # every client keeps sending what cannot be used: without this the run would redispatch forever
+            self.stopped_by = self.stopped_by or "rejections"
         self._apply(self.schedule.on_failure(job, self))
 
     def _on_arrival(self, job: Job) -> None:

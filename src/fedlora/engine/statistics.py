@@ -31,6 +31,7 @@ class Counters:
     busy_seconds: float = 0.0  # summed over clients: virtual seconds with a job (ended jobs only)
     # accepted results per client (index = client id), grown on demand: who actually shaped the model
     arrived_by_client: list[int] = field(default_factory=list)
+    rejected_in_a_row: int = 0  # replies rejected since the last accepted one (validation.max_rejections_in_a_row)
     # sums and counts of the numeric metrics that accepted jobs reported (train_loss, local_*_before/after)
     job_metric_sums: dict[str, float] = field(default_factory=dict)
     job_metric_counts: dict[str, int] = field(default_factory=dict)
@@ -45,6 +46,7 @@ class Counters:
         if client >= len(self.arrived_by_client):
             self.arrived_by_client += [0] * (client + 1 - len(self.arrived_by_client))
         self.arrived_by_client[client] += 1
+        self.rejected_in_a_row = 0
 
     def job_metric_means(self) -> dict[str, float]:
         return {k: self.job_metric_sums[k] / self.job_metric_counts[k] for k in sorted(self.job_metric_sums)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedlora.lora.adapter import Adapter
-from fedlora.privacy.mechanism import add_noise, clip_adapter, clip_scale, factor_norm
+from fedlora.privacy.mechanism import add_noise, clip_adapter, clip_scale, factor_norm, noise_std
 
 CLIENT_NOISE = "dp-client-noise"
 
@@ -30,5 +30,5 @@ def privatize(
     """(the clipped and noised update a client sends, its norm before clipping)."""
     norm = factor_norm(trained, start, rank=max(start.max_rank, 1))
     clipped = clip_adapter(trained, start, clip_scale(norm, noise.clip_norm), trains)
-    std = noise.noise_multiplier * noise.clip_norm
+    std = noise_std(noise.noise_multiplier, noise.clip_norm)
     return add_noise(clipped, std, [trains], noise.seed, CLIENT_NOISE, client, client_job), norm

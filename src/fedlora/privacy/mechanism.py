@@ -76,6 +76,13 @@ def clip_scale(norm: float, clip_norm: float) -> float:
     return clip_norm / norm
 
 
+def noise_std(noise_multiplier: float, clip_norm: float) -> float:
+    """sigma * C, with no noise at sigma = 0 whatever C is (0 * inf would be NaN and poison every update)."""
+    if noise_multiplier <= 0.0:
+        return 0.0
+    return noise_multiplier * clip_norm
+
+
 def clipped_terms(w: float, update: Adapter, start: Adapter, scale: float) -> list[Term]:
     """The term (w, update) with its difference from `start` scaled by `scale` (itself when scale = 1)."""
     if scale >= 1.0:

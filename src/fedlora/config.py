@@ -8,7 +8,6 @@ or partitioner in one file also adds its config section.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal

@@ -104,7 +104,9 @@ def tail(path: Path, n: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.is_file() else "(no log)"
 
 
-def serve_args(glue_dir: Path, tmp_path: Path, certs: Path, port: int, versions: int) -> list[str]:
+def serve_args(
+    glue_dir: Path, tmp_path: Path, certs: Path, port: int, versions: int, extra: tuple[str, ...] = ()
+) -> list[str]:
     """`fedlora serve` arguments: tiny.yaml as FedBuff with HLoRA and speed-tier ranks over TLS with key auth."""
     keys = ", ".join(str(certs / f"client_{c}.pub") for c in range(CLIENTS))
     overrides = [
@@ -121,6 +123,7 @@ def serve_args(glue_dir: Path, tmp_path: Path, certs: Path, port: int, versions:
         f"transport={{name: flower_deployment, address: '127.0.0.1:{port}', tls_ca_cert: {certs / 'ca.crt'}, "
         f"tls_cert: {certs / 'server.pem'}, tls_key: {certs / 'server.key'}, client_public_keys: [{keys}], "
         "job_timeout_s: 10, wait_for_clients_s: 150}",
+        *extra,
     ]
     return [str(REPO / "configs" / "tiny.yaml"), *(a for o in overrides for a in ("--set", o))]
 
@@ -171,7 +174,9 @@ def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_un
     data = client_data(glue_dir, tmp_path / "data")
     port = free_port()
     run_dir = tmp_path / "run"
-    args = serve_args(glue_dir, tmp_path, certs, port, versions=3)
+    # client-side DP: each joined client clips and noises its update on its own machine (the ClientApp)
+    private = ("privacy={clip_norm: 0.5, noise_multiplier: 0.5, where: client}",)
+    args = serve_args(glue_dir, tmp_path, certs, port, versions=3, extra=private)
     server = fedlora("serve", *args, "--out", str(run_dir), log=tmp_path / "s.log")
 
     def join(client: int, key: int, **env: str) -> subprocess.Popen:
@@ -208,6 +213,7 @@ def test_a_tls_authenticated_deployment_survives_a_dead_client_and_refuses_an_un
     assert any(e["event"] == "dispatch" and e["client"] == 2 for e in events)
     assert len({e["rank"] for e in events if e["event"] == "dispatch"}) > 1  # heterogeneous ranks
     assert summary["totals"]["rejected"] == {}  # every accepted update answered a job sent to that client
+    assert summary["privacy"]["where"] == "client" and summary["privacy"]["epsilon"] is not None
     assert_adapter_loads_in_peft(run_dir)
 
 

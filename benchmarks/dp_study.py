@@ -107,8 +107,8 @@ def records(study: str, methods: Sequence[str], epsilons: Sequence[str], seeds: 
 def table(data: dict, epsilons: Sequence[str]) -> str:
     head = " | ".join(f"eps={e}" for e in epsilons)
     lines = [
-        f"| method | {head} | noise multiplier (eps={epsilons[0]}) | clipped share (eps=inf) |",
-        "| --- | " + " | ".join("---:" for _ in epsilons) + " | ---: | ---: |",
+        f"| method | {head} | noise multiplier (eps={epsilons[0]}) | {_NSR_HEAD} | clipped share (eps=inf) |",
+        "| --- | " + " | ".join("---:" for _ in epsilons) + " | ---: | ---: | ---: |",
     ]
     for m, by_eps in data.items():
         cols = []
@@ -129,8 +129,22 @@ def table(data: dict, epsilons: Sequence[str]) -> str:
                 if stats:
                     shares.append(stats["clipped"] / max(stats["updates"], 1))
             clipped = f"{statistics.mean(shares):.2f}" if shares else "-"
-        lines.append(f"| {m} | " + " | ".join(cols) + f" | {sigma} | {clipped} |")
+        lines.append(f"| {m} | " + " | ".join(cols) + f" | {sigma} | {noise_to_signal(by_eps, epsilons)} | {clipped} |")
     return "\n".join(lines)
+
+
+_NSR_HEAD = "noise/signal sigma sqrt(n), loosest eps"
+
+
+def noise_to_signal(by_eps: dict, epsilons: Sequence[str]) -> str:
+    """sigma sqrt(n) at the largest finite epsilon: the noise's norm against the bound on one client's
+    contribution (n = numbers noised per release, recorded in the summary's clipping block)."""
+    finite = [e for e in epsilons if e != "inf" and by_eps.get(e)]
+    if not finite:
+        return "-"
+    rec = next(iter(by_eps[finite[-1]].values()))
+    n = rec.get("privacy", {}).get("clipping", {}).get("noised_coordinates")
+    return f"{rec['privacy']['noise_multiplier'] * math.sqrt(n):,.0f}" if n else "-"
 
 
 def paired(data: dict, a: str, b: str, epsilons: Sequence[str]) -> str:

@@ -169,3 +169,12 @@ def test_noise_with_no_clipping_is_refused_at_the_config_field():
     with pytest.raises(ValidationError, match="clip_norm"):
         PrivacyConfig(clip_norm=math.inf, noise_multiplier=0.5)
     assert PrivacyConfig(clip_norm=math.inf, noise_multiplier=0.0).noise_multiplier == 0.0
+
+
+def test_a_release_counts_the_numbers_it_noises_in_its_space():
+    from fedlora.privacy.mechanism import noised_coordinates
+
+    ad = adapter(0)  # two layers, rank 3, 12 x 10, a 2 x 10 head
+    assert noised_coordinates(ad, "product", ["AB"]) == 2 * 12 * 10 + 20  # the dense sum: every entry
+    assert noised_coordinates(ad, "factor", ["AB"]) == 2 * (3 * 10 + 12 * 3) + 20
+    assert noised_coordinates(ad, "factor", ["B"]) == 2 * 12 * 3 + 20  # FFA-LoRA: A is never noised

@@ -34,6 +34,7 @@ from fedlora.privacy.mechanism import (
     check_frozen,
     clip_scale,
     clipped_terms,
+    noised_coordinates,
     noised_product_combine,
     update_norm,
 )
@@ -65,6 +66,7 @@ class Release:
     clipped: int
     updates: int
     norm_max: float
+    coordinates: int = 0  # numbers noised (noise norm = std sqrt(coordinates))
 
 
 class PrivacyEngine:
@@ -82,7 +84,7 @@ class PrivacyEngine:
         self.pending: Release | None = None
         self.last_diagnostics: dict[str, float] = {}
         # over the run (central DP): client updates combined, how many were clipped, the largest norm seen
-        self.totals = {"updates": 0, "clipped": 0, "norm_max": 0.0}
+        self.totals = {"updates": 0, "clipped": 0, "norm_max": 0.0, "noised_coordinates": 0}
 
     @property
     def central(self) -> bool:
@@ -176,7 +178,9 @@ class PrivacyEngine:
         else:
             combined = aggregator.combine(rewritten)
             combined = add_noise(combined, std, sorted(trained), seed, "dp-noise", version)
-        self.pending = Release(std, sigmas, clipped, sum(j is not None for j in jobs), norm_max)
+        space = "product" if std > 0.0 and self.space == "product" else "factor"
+        coords = noised_coordinates(combined, space, sorted(trained))  # type: ignore[arg-type]
+        self.pending = Release(std, sigmas, clipped, sum(j is not None for j in jobs), norm_max, coords)
         return combined
 
     def spend(self) -> None:
@@ -188,6 +192,7 @@ class PrivacyEngine:
         self.totals["updates"] += r.updates
         self.totals["clipped"] += r.clipped
         self.totals["norm_max"] = max(self.totals["norm_max"], r.norm_max)
+        self.totals["noised_coordinates"] = max(self.totals.get("noised_coordinates", 0), r.coordinates)
         self.last_diagnostics = {
             "dp_noise_std": round(r.std, 8),
             "dp_clipped": r.clipped,

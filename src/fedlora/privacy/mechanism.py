@@ -132,6 +132,20 @@ def add_noise(
     return Adapter(layers=layers, extras=extras)
 
 
+def noised_coordinates(adapter: Adapter, space: Space, trains: Iterable[str]) -> int:
+    """How many numbers a release noises: every d_out x d_in entry in product space, the trained factors'
+    entries in factor space, and the head. Noise norm = std sqrt(n), so sigma sqrt(n) is the noise's norm
+    against the largest client contribution (its bound is C S_c): the signal-to-noise of one release."""
+    trained = set("".join(trains))
+    n = sum(t.numel() for t in adapter.extras.values())
+    for f in adapter.layers.values():
+        if space == "product":
+            n += f.d_out * f.d_in
+        else:
+            n += f.A.numel() * ("A" in trained) + f.B.numel() * ("B" in trained)
+    return n
+
+
 def check_frozen(job_client: int, trains: str, update: Adapter, start: Adapter, space: Space) -> None:
     """Under central DP an update may change only what its job trains (noise covers only that), and a
     factor-space update must keep its start's shapes (its difference is taken factor by factor)."""

@@ -1,5 +1,5 @@
 """Every study, one command: the learning-speed search, the quickstart and centralized targets, the HLoRA,
-FedFa and differential-privacy studies.
+FedFa, differential-privacy and CLLoRA (context skew) studies.
 
     python benchmarks/reproduce.py --scale cpu       # this machine's budgets (2 CPU cores: hours)
     python benchmarks/reproduce.py --scale full      # the configs' full budgets (one large GPU: minutes)
@@ -37,6 +37,7 @@ def main() -> None:
         step([str(HERE / "hlora_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
         step([str(HERE / "fedfa_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
         step([str(HERE / "dp_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
+        step([str(HERE / "cllora_study.py"), "--scale", "tiny", "--seeds", *seeds, "--jobs", str(args.jobs)])
         return
     if args.scale == "cpu":
         step([str(HERE / "learning_search.py")])
@@ -47,6 +48,7 @@ def main() -> None:
         step([str(HERE / "fedfa_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])
         step([str(HERE / "dp_cost.py")])  # issue 17: what central noise costs in product space
         step([str(HERE / "dp_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])
+        step([str(HERE / "cllora_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])  # issue 14
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -95,12 +95,30 @@ def _run(study: str, cell: Cell, runs_root: str) -> str:
 
 
 def run_all(study: str, todo: list[Cell], runs_root: Path, jobs: int) -> None:
+    """Run the cells not yet recorded; a cell that fails is reported and the others go on (its run directory
+    keeps the checkpoint for the next attempt), and the study then exits with the failures listed."""
     todo = [c for c in todo if load_record(study, c) is None]
     print(f"[{study}] {len(todo)} cells to run", flush=True)
+    failed: list[str] = []
+
+    def done(name: str, error: BaseException | None) -> None:
+        if error is None:
+            print(f"[{study}] {name} done", flush=True)
+        else:
+            failed.append(f"{name}: {type(error).__name__}: {error}")
+            print(f"[{study}] {name} FAILED: {error}", flush=True)
+
     if jobs <= 1:
         for c in todo:
-            print(f"[{study}] {_run(study, c, str(runs_root))} done", flush=True)
-        return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for name in pool.map(_run, [study] * len(todo), todo, [str(runs_root)] * len(todo)):
-            print(f"[{study}] {name} done", flush=True)
+            try:
+                _run(study, c, str(runs_root))
+                done(c.name, None)
+            except Exception as exc:  # one broken cell must not stop a study of hours
+                done(c.name, exc)
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_run, study, c, str(runs_root)): c.name for c in todo}
+            for future in as_completed(futures):
+                done(futures[future], future.exception())
+    if failed:
+        raise SystemExit(f"[{study}] {len(failed)} cells failed:\n  " + "\n  ".join(failed))

@@ -81,6 +81,26 @@ def test_an_existing_run_directory_needs_resume_and_the_same_config(tiny_config,
     assert again["totals"]["versions"] == 3
 
 
+def test_a_run_started_before_a_field_existed_resumes_with_it_at_its_default(tiny_config, tmp_path):
+    import yaml
+
+    from tests.conftest import run_killed
+
+    whole = run_experiment(tiny_config(), out=tmp_path / "whole")
+    run_killed(tiny_config(), tmp_path / "old", at_version=2)
+    # what an older fedlora recorded: the fields added since are absent from its config.yaml
+    recorded = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
+    del recorded["validation"]["max_rejections_in_a_row"], recorded["transport"]["batch_jobs"], recorded["privacy"]
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    resumed = run_experiment(tiny_config(), out=tmp_path / "old", resume=True)
+    assert resumed["final"] == whole["final"]
+    # a field the run did record is still compared as recorded
+    recorded["training"]["lr"] = 0.5
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    with pytest.raises(ConfigError, match="config differs.*training.lr"):
+        run_experiment(tiny_config(), out=tmp_path / "old", resume=True)
+
+
 def test_centralized_reference_is_one_client_with_all_data(tiny_config, tmp_path):
     s = run_experiment(tiny_config("clients.count=1", "schedule.per_round=1"), out=tmp_path / "c")
     assert s["totals"]["jobs_arrived"] == 3

@@ -965,3 +965,16 @@ def load_config(
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def redump_config(text: str) -> str | None:
+    """A recorded config re-resolved under today's schema (None if it no longer validates).
+
+    A field added since a run started is absent from its config.yaml; resolving the text again fills in the
+    field's default, which by convention keeps the old behaviour (batch_jobs off, privacy null), so the run
+    can resume. A field the run did record is compared as recorded."""
+    try:
+        raw = yaml.safe_load(text)
+        return dump_config(ExperimentConfig.model_validate(raw)) if isinstance(raw, dict) else None
+    except (yaml.YAMLError, ValidationError, ValueError):
+        return None

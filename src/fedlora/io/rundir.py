@@ -80,8 +80,17 @@ class RunDir:
             tmp.replace(path)
 
     # ----- starting, resuming -------------------------------------------------------------------------
-    def open(self, resolved: str, resume: bool, say: Callable[[str], None]) -> Literal["fresh", "resume", "finished"]:
+    def open(
+        self,
+        resolved: str,
+        resume: bool,
+        say: Callable[[str], None],
+        redump: Callable[[str], str | None] | None = None,
+    ) -> Literal["fresh", "resume", "finished"]:
         """What a run with config text `resolved` does with this directory, or a `FedLoraError` saying why not.
+
+        `redump` re-resolves the recorded config under today's schema: a run started before a field existed
+        resumes when that is the only difference (the field at its default).
 
         Nothing is written here: a run that fails at start-up must not leave a directory that then refuses
         the fixed config.
@@ -108,8 +117,9 @@ class RunDir:
             say(f"--resume: {self.path} holds no checkpoint (the run never reached one); starting it afresh")
             check_writable(self.path)
             return "fresh"
-        if self.config.is_file() and self.config.read_text(encoding="utf-8") != resolved:
-            changed = config_diff(self.config.read_text(encoding="utf-8"), resolved)
+        recorded = self.config.read_text(encoding="utf-8") if self.config.is_file() else None
+        if recorded is not None and recorded != resolved and (redump is None or redump(recorded) != resolved):
+            changed = config_diff(recorded, resolved)
             raise ConfigError(
                 f"--resume: the config differs from the one recorded in {self.config} in {'; '.join(changed)}; "
                 "resume with the same config (or use a new --out)"

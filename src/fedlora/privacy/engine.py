@@ -34,6 +34,7 @@ from fedlora.privacy.mechanism import (
     check_frozen,
     clip_scale,
     clipped_terms,
+    noise_std,
     noised_coordinates,
     noised_product_combine,
     update_norm,
@@ -124,10 +125,9 @@ class PrivacyEngine:
             return 0.0, {}
         top = max(sens.values())
         sigma = self.settings.noise_multiplier
-        std = sigma * self.settings.clip_norm * top if math.isfinite(self.settings.clip_norm) else math.inf
         if sigma <= 0.0:
             return 0.0, dict.fromkeys(sens, 0.0)
-        return std, {c: sigma * top / s for c, s in sens.items()}
+        return noise_std(sigma, self.settings.clip_norm) * top, {c: sigma * top / s for c, s in sens.items()}
 
     def release_allowed(self, terms: Sequence[Term], job_of: Callable[[Adapter], Job | None]) -> bool:
         """Whether combining `terms` keeps epsilon within the budget (central DP)."""

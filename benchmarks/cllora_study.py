@@ -35,6 +35,15 @@ The budgets, one thread per run, two runs side by side on 2 CPU cores (cells in 
 36 cells for 3 seeds: about 2.5 hours (estimated). Finished cells are recorded under
 docs/results/cllora_mrpc[_tiny]/<model>/<kind>/alpha=<a>/seed=<s>/ and skipped on a rerun.
 
+That budget barely learns (measured: MiniLM dev 0.696-0.706 against the majority class's 0.684, skews moving
+it by <= 0.0025), so it cannot show what skew costs. `--scale learning` (the default; records in
+docs/results/cllora_mrpc_learning/) uses the learning settings of configs/quickstart.yaml on the same world:
+- MiniLM: LoRA r=8 on every attention projection, lr 2e-3 / head 4e-3, cosine with 6% warm-up, batches of 32,
+  16 local steps, 8 versions x 5 clients = 20,480 samples; measured 19 minutes a run, two side by side (the
+  quality-skew probe of docs/results.md §4a: alpha 100 reached dev 0.728, alpha 0.1 0.696);
+- SmolLM2: the budget above with a bfloat16 frozen base (float32 adapters), which the measured 40 minutes a
+  float32 run here makes necessary.
+
     python benchmarks/cllora_study.py --seeds 0 1 2 --jobs 2     # run what is missing, then table and figures
     python benchmarks/cllora_study.py --table                    # the table from the records only
     python benchmarks/cllora_study.py --scale tiny --seeds 0     # a smoke test of the chain (tiny random models)
@@ -74,6 +83,14 @@ SMOLLM2 = (
     "eval.batch_size=16",
     "output.checkpoint_every=4",
 )
+#: MiniLM at the learning budget (module docstring): the quickstart's learning settings on the protocol's world
+LEARNING_MINILM = (
+    "lora.target_modules=[query, key, value, attention.output.dense]",
+    "training={local_steps: 16, batch_size: 32, lr: 0.002, head_lr: 0.004, lr_schedule: cosine, "
+    "warmup_ratio: 0.06, group_by_length: true, step_seconds: 1.0}",
+    "stop.versions=8",
+)
+LEARNING_SMOLLM2 = (*SMOLLM2, "model={name: smollm2, dtype: bfloat16}")
 #: a smoke test of the chain: tiny random models on a slice of MRPC (24 pairs a client, 5 held out)
 TINY_COMMON = ("task.train_limit=240", "stop.versions=2", "eval.every_versions=1")
 TINY = {
@@ -96,7 +113,7 @@ TINY = {
         *TINY_COMMON,
     ),
 }
-STUDY = {"cpu": "cllora_mrpc", "tiny": "cllora_mrpc_tiny"}
+STUDY = {"learning": "cllora_mrpc_learning", "cpu": "cllora_mrpc", "tiny": "cllora_mrpc_tiny"}
 LABEL = {"minilm": "MiniLM-L6 (22M)", "smollm2": "SmolLM2-135M"}
 TINY_LABEL = {"minilm": "minilm (tiny random BERT)", "smollm2": "smollm2 (tiny random Llama)"}
 
@@ -110,7 +127,12 @@ def partition_sets(kind: str, alpha: str) -> str:
 
 
 def model_sets(model: str, scale: str, threads: int | None) -> tuple[str, ...]:
-    sets = TINY[model] if scale == "tiny" else (SMOLLM2 if model == "smollm2" else ())
+    if scale == "tiny":
+        sets = TINY[model]
+    elif scale == "learning":
+        sets = LEARNING_SMOLLM2 if model == "smollm2" else LEARNING_MINILM
+    else:
+        sets = SMOLLM2 if model == "smollm2" else ()
     return (*sets, *((f"training.threads={threads}",) if threads else ()))  # after `training=`, which replaces
 
 
@@ -343,7 +365,9 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--alphas", nargs="+", default=list(ALPHAS), choices=ALPHAS)
-    ap.add_argument("--scale", choices=tuple(STUDY), default="cpu")
+    ap.add_argument(
+        "--scale", choices=tuple(STUDY), default="learning", help="learning (default), cpu (the protocol), tiny"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="cells in parallel (each with training.threads=1)")
     ap.add_argument("--table", action="store_true", help="only print the table from the records")
     ap.add_argument("--runs-dir", type=Path, default=REPO / "runs")

@@ -5,9 +5,12 @@ transport differs. A third row, `flower_native`, is the peer without fedlora: th
 user's own Flower app (flower_native.py: Flower's FedAvg over peft LoRA factors, every client at full rank),
 so what fedlora adds on top of Flower shows beside what Flower adds on top of in-process. Its numbers are its
 own (another aggregator and schedule), so only the two fedlora rows are compared for identical summaries.
-Each run is a fresh subprocess; the parent samples the resident memory of that process and all its
+A fourth row, `inprocess_batched`, is fedlora's in-process transport with `batch_jobs: auto` (the jobs in
+flight trained together in one stacked pass over the frozen base; numbers equal to the sequential ones within
+float tolerance, so it is not part of the identical-summaries check). Each run is a fresh subprocess; the
+parent samples the resident memory of that process and all its
 descendants (Ray's GCS, raylet and worker actors included) every 0.1 s and reports the peak, and the wall
-time from start to exit (Python start-up and model loading included, in all three).
+time from start to exit (Python start-up and model loading included, in all four).
 
     python benchmarks/flower_overhead.py --quick     # tiny random BERT (seconds per run)
     python benchmarks/flower_overhead.py             # the bundled MiniLM
@@ -47,7 +50,12 @@ def child(transport: str, out: str, quick: bool, workers: int, threads: int) -> 
     from fedlora.config import load_config
     from fedlora.experiment import run_experiment
 
-    extra = [f"transport={{name: {transport}, workers: {workers}}}"] if transport != "inprocess" else []
+    if transport == "inprocess_batched":  # fedlora's batched jobs: the dispatched jobs in one stacked pass
+        extra = ["transport={name: inprocess, batch_jobs: auto}"]
+    elif transport != "inprocess":
+        extra = [f"transport={{name: {transport}, workers: {workers}}}"]
+    else:
+        extra = []
     cfg = load_config(REPO / "configs" / "tiny.yaml", [*overrides(quick, workers, threads), *extra])
     summary = run_experiment(cfg, out=out)
     Path(out, "bench.json").write_text(json.dumps({"final": summary["final"], "totals": summary["totals"]}))
@@ -108,10 +116,11 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    transports = ("inprocess", "flower_simulation", "flower_native")
+    transports = ("inprocess", "inprocess_batched", "flower_simulation", "flower_native")
     rows = [measure(t, args.quick, args.workers, args.threads) for t in transports]
     base = rows[0]
-    fedlora_rows = [r for r in rows if r["transport"] != "flower_native"]  # the native run has numbers of its own
+    # the native run has numbers of its own; the batched one equals the sequential within float tolerance
+    fedlora_rows = [r for r in rows if r["transport"] in ("inprocess", "flower_simulation")]
     same = all(r["final"] == base["final"] and r["totals"] == base["totals"] for r in fedlora_rows)
     table = Table(title=f"Flower overhead ({'tiny' if args.quick else 'MiniLM'}, {args.workers} workers)")
     for col in ("transport", "wall s", "x in-process", "peak RSS MB (tree)", "x in-process", "final accuracy"):

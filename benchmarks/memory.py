@@ -5,7 +5,9 @@ set size (`ru_maxrss`). The work is the same at every count: `--versions` FedAvg
 clients, `--steps` local steps each, on the same training data; only the pool of clients the rounds sample
 from grows. So what the peak grows by is what the engine keeps per client: its partition indices, its place
 in the world (rank, speed, bandwidth), its job counters and, for an aggregator that keeps client state
-(FedSA's local B), that state.
+(FedSA's local B), that state. Every client holds at least one batch (`--batch-size`, 2 by default: 2,000
+training pairs over 1,000 clients), so every step does the same work at every count; a client smaller than a
+batch would train on all it has, and the 1,000-client run would do less work and look lighter than it is.
 
     python benchmarks/memory.py                          # tiny model, 10/100/1000 clients, hlora
     python benchmarks/memory.py --aggregator fedsa       # a client-state aggregator
@@ -40,6 +42,7 @@ def child(spec: dict) -> dict:
         f"stop.versions={spec['versions']}",
         f"training.local_steps={spec['steps']}",
         f"task.train_limit={spec['train_limit']}",
+        f"training.batch_size={spec['batch_size']}",
         f"aggregator.name={spec['aggregator']}",
         f"transport.batch_jobs={spec['batch_jobs']}",
         "eval.every_versions=1000000",
@@ -68,6 +71,9 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--train-limit", type=int, default=2000)
+    parser.add_argument(
+        "--batch-size", type=int, default=2, help="every client's batch; train-limit / max clients must hold one"
+    )
     parser.add_argument("--batch-jobs", default="off")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -75,6 +81,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
+    if args.train_limit // max(args.clients) < args.batch_size:
+        # a client smaller than a batch trains on all it has, so the work per step would shrink with the count
+        parser.error(
+            f"--train-limit {args.train_limit} gives {max(args.clients)} clients "
+            f"{args.train_limit // max(args.clients)} examples each, fewer than --batch-size {args.batch_size}: "
+            "raise --train-limit or lower --batch-size so that the work is the same at every client count"
+        )
     rows = []
     for n in args.clients:
         spec = {
@@ -85,6 +98,7 @@ def main() -> None:
             "versions": args.versions,
             "steps": args.steps,
             "train_limit": args.train_limit,
+            "batch_size": args.batch_size,
             "batch_jobs": args.batch_jobs,
         }
         env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -7,6 +7,12 @@ ratio of medians is reported. Target: fedlora at most 1.05x the plain loop. The 
 what the plain loop does (LoRA on query/value, BERT's pooler, constant lr, no length grouping), in the frozen
 base dtype both sides are given (`--dtype`, bfloat16 by default as in the shipped configs).
 
+OpenMP: importing fedlora sets a short spin-wait (GOMP_SPINCOUNT=1000) before torch loads, which a plain loop
+that imports torch first never gets. By default (`--openmp same`) both children run under the environment
+fedlora's import produces, so the ratio measures fedlora's orchestration; the wait setting's own cost and
+benefit are measured by threads_under_load.py. `--openmp shipped` gives the plain loop libgomp's default
+instead, as a user's own script would run.
+
     python benchmarks/overhead.py [--versions 3 --clients 2 --local-steps 10 --repeats 1 --dtype bfloat16]
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -24,7 +31,7 @@ from pathlib import Path
 from common import REPO, RESULTS, data_dir
 
 
-def run_plain(steps: int, batch_size: int, lr: float, seed: int, dtype: str) -> dict:
+def run_plain(steps: int, batch_size: int, lr: float, seed: int, dtype: str, threads: int | None) -> dict:
     """A plain peft training loop: what a user would write without fedlora."""
     import numpy as np
     import torch
@@ -41,6 +48,8 @@ def run_plain(steps: int, batch_size: int, lr: float, seed: int, dtype: str) -> 
     train = load_glue("mrpc", "train", data_dir())
     dev = load_glue("mrpc", "dev", data_dir())
     torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, dtype=getattr(torch, dtype))
     model = get_peft_model(
         model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], modules_to_save=["classifier"])
@@ -81,7 +90,15 @@ def run_plain(steps: int, batch_size: int, lr: float, seed: int, dtype: str) -> 
 
 
 def run_fedlora(
-    versions: int, clients: int, local_steps: int, batch_size: int, lr: float, seed: int, out: str, dtype: str
+    versions: int,
+    clients: int,
+    local_steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    out: str,
+    dtype: str,
+    threads: int | None,
 ) -> dict:
     from fedlora.config import load_config
     from fedlora.experiment import run_experiment
@@ -98,6 +115,7 @@ def run_fedlora(
             f"training.lr={lr}",
             "training.head_lr=null",
             f"model.dtype={dtype}",
+            f"training.threads={threads or 'null'}",
             "model.pooling=cls",
             "lora.rank=8",
             "lora.alpha=16",
@@ -119,7 +137,7 @@ def run_fedlora(
 def child(args) -> None:
     steps = args.versions * args.clients * args.local_steps
     if args.variant == "plain":
-        res = run_plain(steps, args.batch_size, args.lr, args.seed, args.dtype)
+        res = run_plain(steps, args.batch_size, args.lr, args.seed, args.dtype, args.threads)
     else:
         import tempfile
 
@@ -133,6 +151,7 @@ def child(args) -> None:
                 args.seed,
                 str(Path(tmp) / "run"),
                 args.dtype,
+                args.threads,
             )
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["steps"] = steps
@@ -149,6 +168,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads on both sides (default: torch's)")
+    ap.add_argument("--openmp", choices=["same", "shipped"], default="same", help="see the module docstring")
     ap.add_argument("--variant", choices=["plain", "fedlora"], help=argparse.SUPPRESS)
     ap.add_argument("--json", default=str(RESULTS / "overhead.json"))
     args = ap.parse_args()
@@ -163,12 +184,21 @@ def main() -> None:
         f"--lr={args.lr}",
         f"--seed={args.seed}",
         f"--dtype={args.dtype}",
+        *([f"--threads={args.threads}"] if args.threads else []),
     ]
+    user_env = dict(os.environ)
+    import fedlora  # noqa: F401  (applies fedlora's OpenMP default to os.environ, for the children to inherit)
+
+    envs = {"fedlora": dict(os.environ), "plain": dict(os.environ) if args.openmp == "same" else user_env}
     results: dict[str, list[dict]] = {"plain": [], "fedlora": []}
     for _ in range(args.repeats):
         for variant in ("plain", "fedlora"):
             proc = subprocess.run(
-                [sys.executable, __file__, f"--variant={variant}", *common], capture_output=True, text=True, check=True
+                [sys.executable, __file__, f"--variant={variant}", *common],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=envs[variant],
             )
             line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
             results[variant].append(json.loads(line[len("RESULT ") :]))
@@ -184,7 +214,7 @@ def main() -> None:
     for v, rs in results.items():
         table.add_row(v, f"{med[v]:.1f}", f"{max(r['peak_rss_mib'] for r in rs):.0f}", f"{rs[-1]['accuracy']:.4f}")
     Console().print(table)
-    Console().print(f"ratio fedlora / plain = {ratio:.3f} (target <= 1.05)")
+    Console().print(f"ratio fedlora / plain = {ratio:.3f} (target <= 1.05); OpenMP: {args.openmp}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

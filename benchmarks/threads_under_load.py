@@ -67,6 +67,8 @@ SETTINGS = [
     ("unset (libgomp default: 300k spins)", None, None, 2),
     ("ACTIVE", "ACTIVE", None, 2),
     ("PASSIVE", "PASSIVE", None, 2),
+    ("GOMP_SPINCOUNT=300", None, "300", 2),
+    ("GOMP_SPINCOUNT=1000", None, "1000", 2),
     ("GOMP_SPINCOUNT=3000", None, "3000", 2),
     ("GOMP_SPINCOUNT=30000", None, "30000", 2),
     ("1 thread", None, None, 1),

@@ -45,7 +45,9 @@ def build_for(model: str, clients: int, batch: int, threads: int):
     return build(load_config(REPO / "configs" / "tiny.yaml", overrides), step_seconds=1.0)
 
 
-def measure(model: str, clients: int, batches: list[int], steps: int, repeats: int, threads: int) -> list[dict]:
+def measure(
+    model: str, clients: int, batches: list[int], steps: int, repeats: int, threads: int, max_rows: int
+) -> list[dict]:
     import torch
 
     from fedlora.training.batched import BatchJob, train_batched
@@ -56,6 +58,19 @@ def measure(model: str, clients: int, batches: list[int], steps: int, repeats: i
     host, data, parts = c.prep.host, c.prep.train, c.prep.partitions
     rows = []
     for batch in batches:
+        if model != "tiny" and clients * batch > max_rows:
+            # the stack keeps every row's activations for the backward pass: MiniLM at 100 x 16 rows of up to
+            # 128 tokens needs ~25 GB, more than this machine has (docs/scale.md)
+            rows.append(
+                {
+                    "model": model,
+                    "clients": clients,
+                    "batch": batch,
+                    "skipped": f"{clients * batch} rows > --max-stack-rows {max_rows}",
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+            continue
         spec = dataclasses.replace(c.spec, batch_size=batch)
         jobs = [BatchJob(c.initial, parts[i], steps, i, 0) for i in range(clients)]
         best = {"sequential": float("inf"), "batched": float("inf")}
@@ -96,6 +111,9 @@ def print_table(rows: list[dict], meta: dict) -> None:
     for col in ("model", "clients", "batch", "sequential steps/s", "batched steps/s", "speedup", "max rel diff"):
         table.add_column(col, justify="right")
     for r in rows:
+        if "skipped" in r:
+            table.add_row(r["model"], str(r["clients"]), str(r["batch"]), "-", "-", "skipped", r["skipped"])
+            continue
         table.add_row(
             r["model"],
             str(r["clients"]),
@@ -119,6 +137,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full", action="store_true", help="tiny and minilm; 5, 20, 100 clients; batch 4, 8, 16")
+    parser.add_argument(
+        "--max-stack-rows",
+        type=int,
+        default=512,
+        help="skip MiniLM cells whose stacked batch (clients x batch rows) exceeds this: memory for the backward",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.full:
@@ -126,19 +150,20 @@ def main() -> None:
     out = args.out or RESULTS / ("throughput.json" if args.full else "throughput_quick.json")
     t0 = time.perf_counter()
     rows = []
-    for model in args.models:
-        for clients in args.clients:
-            rows += measure(model, clients, args.batch, args.steps, args.repeats, args.threads)
     meta = {
         "threads": args.threads,
         "steps": args.steps,
         "repeats": args.repeats,
         "machine": f"{os.cpu_count()} CPUs visible",
-        "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    print_table(rows, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    for model in args.models:
+        for clients in args.clients:
+            rows += measure(model, clients, args.batch, args.steps, args.repeats, args.threads, args.max_stack_rows)
+            # written after every client count, so a run stopped part-way keeps its finished rows
+            meta["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print_table(rows, meta)
     print(f"wrote {out}")
 
 

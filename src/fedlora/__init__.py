@@ -14,12 +14,15 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-# OpenMP threads that finish their share of a matrix product spin, waiting for the next one. When another
-# process holds a core (a second run, a test, a benchmark), torch's threads spin against it and a step took
-# 100x longer (benchmarks/threads_under_load.py). A passive wait costs nothing measurable on an idle machine,
-# so it is the default; it must be set before torch loads its OpenMP runtime, i.e. before `import torch`.
-# Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads that finish their share of an operation spin, waiting for the next one (libgomp: 300k spins).
+# When another process holds a core (a second run, a test, a benchmark), torch's threads spin against it: a
+# MiniLM step took 1.5 s instead of 0.54 s beside a busy process. A passive wait fixes that but makes each of
+# a step's thousands of small parallel regions pay a futex wake-up on an idle machine (0.70 s). A short spin,
+# GOMP_SPINCOUNT=1000, measured best beside a busy process (0.88 s) and costs less idle (0.64 s) than passive
+# (benchmarks/threads_under_load.py, docs/results.md §0). It only applies if torch has not loaded its OpenMP
+# runtime yet, i.e. before `import torch`; an OMP_WAIT_POLICY or GOMP_SPINCOUNT of your own wins.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "1000"
 
 __version__ = "0.1.0"
 __all__ = ["Adapter", "LoRAFactors", "__version__", "get_aggregator"]

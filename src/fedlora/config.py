@@ -544,7 +544,7 @@ class TransportConfig(Strict):
         "stacked pass over the frozen base (each row through its own client's LoRA factors and head; per-client "
         "optimizer, clipping and seeded dropout): off (one job at a time), auto (all pending jobs on the same "
         "base), or N (at most N jobs per batch). Results equal the sequential ones within float rounding "
-        "(docs/scale.md)",
+        "(docs/scale.md). It pays on accelerators; on a CPU it is slower than off (docs/scale.md, Throughput)",
     )
     worker_cpus: float = Field(1.0, gt=0, description="flower_simulation: CPUs Ray reserves per worker")
     job_timeout_s: float | None = Field(

@@ -11,7 +11,8 @@ from fedlora.aggregators.base import AGGREGATORS
 from fedlora.errors import ConfigError
 from fedlora.experiment import build, deterministic_view, run_experiment
 from fedlora.lora.adapter import Adapter, LoRAFactors
-from fedlora.training.batched import BatchJob, train_batched
+from fedlora.training import batched as batched_module
+from fedlora.training.batched import BatchJob, train_batched, width_groups
 from fedlora.training.local import train_local
 from tests.conftest import run_killed
 
@@ -25,9 +26,31 @@ def rel_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].double() - b[k].double()).norm() / max(float(a[k].double().norm()), 1e-30)) for k in a)
 
 
-def test_a_batch_of_mixed_jobs_equals_the_jobs_trained_one_by_one(tiny_config):
-    """Mixed ranks, factors trained (AB, A, B), step counts and a LoRA dropout, in one batch."""
-    cfg = tiny_config(*FAST, "clients.count=4", "lora.dropout=0.1", "training.max_grad_norm=0.5")
+def test_jobs_share_a_stack_only_with_jobs_of_a_similar_sequence_width():
+    assert width_groups([64, 17, 16, 128, 30, 1, 65], bucket=16) == [[2, 5], [1, 4], [0], [6], [3]]
+    assert width_groups([], bucket=16) == []
+    assert width_groups([40, 40, 40], bucket=8) == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("bucket", [batched_module.WIDTH_BUCKET, 1])
+def test_a_batch_of_mixed_jobs_equals_the_jobs_trained_one_by_one(tiny_config, monkeypatch, bucket):
+    """Mixed ranks, factors trained (AB, A, B), step counts and a LoRA dropout, in one batch; with bucket 1
+    every job of a different width runs in a stack of its own."""
+    monkeypatch.setattr(batched_module, "WIDTH_BUCKET", bucket)
+    steps_grouped: list[list[list[int]]] = []
+    real = batched_module.width_groups
+    monkeypatch.setattr(
+        batched_module, "width_groups", lambda w, b: steps_grouped.append(real(w, b)) or steps_grouped[-1]
+    )
+    # batches of 4 pairs up to 128 tokens: the jobs' batches differ in width
+    cfg = tiny_config(
+        *FAST,
+        "clients.count=4",
+        "lora.dropout=0.1",
+        "training.max_grad_norm=0.5",
+        "training.batch_size=4",
+        "task.max_length=128",
+    )
     c = build(cfg, step_seconds=1.0)
     host, data, parts, spec = c.prep.host, c.prep.train, c.prep.partitions, c.spec
     g = torch.Generator().manual_seed(0)
@@ -40,6 +63,8 @@ def test_a_batch_of_mixed_jobs_equals_the_jobs_trained_one_by_one(tiny_config):
         }
         jobs.append(BatchJob(Adapter(layers, start.extras), parts[client], 2 + client % 2, client, 1, trains, 0))
     batched = train_batched(host, jobs, data, spec)
+    if bucket == 1:  # the case this parameter exists for: some step ran its jobs in several stacks
+        assert any(len(groups) > 1 for groups in steps_grouped)
     for job, (adapter, metrics) in zip(jobs, batched, strict=True):
         alone, alone_metrics = train_local(
             host, job.adapter, data, job.indices, job.steps, spec, job.client, 1, job.trains

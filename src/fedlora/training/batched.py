@@ -16,8 +16,12 @@ job, so its result is the one `train_local` gives on its own, up to float roundi
   seeds torch for the job, and is drawn on c's own rows at c's own sequence length, in the order the
   forward pass meets them. So the masks are bit for bit those of the sequential job (also inside
   scaled-dot-product attention, which runs per client: it holds no weights).
-- Sequence padding: the stack is padded to its widest batch; padded positions are masked, and every
-  per-client operation above sees the client's rows cropped to its own width.
+- Sequence padding: at each step the jobs are grouped by their batch's sequence width into buckets of
+  `WIDTH_BUCKET` tokens (`width_groups`), and each group is one stack, padded to its widest batch; padded
+  positions are masked, and every per-client operation above sees the client's rows cropped to its own
+  width. One stack over all jobs padded every row to the widest batch of all (near the truncation length
+  with many clients): 100 MiniLM clients of batch 4 on MRPC trained at 0.13x the sequential speed on a CPU,
+  0.69x with the buckets (docs/scale.md, Throughput).
 
 What differs from the sequential job is only the float rounding of the frozen base's matrix products over
 a larger batch (and of attention over masked padding): docs/scale.md states the measured tolerance.
@@ -50,6 +54,18 @@ from fedlora.training.local import (
     group_batches_by_length,
 )
 from fedlora.training.lr_schedule import job_progress, lr_factor
+
+#: the sequence widths one stack spans: at most this many padding tokens per row beyond a job's own batch
+WIDTH_BUCKET = 16
+
+
+def width_groups(widths: Sequence[int], bucket: int = WIDTH_BUCKET) -> list[list[int]]:
+    """Indices of `widths` grouped by (width - 1) // bucket, narrowest group first, in index order within a
+    group: which jobs share one stacked pass. Pure, so the grouping of a step is reproducible."""
+    groups: dict[int, list[int]] = {}
+    for i, w in enumerate(widths):
+        groups.setdefault((int(w) - 1) // bucket, []).append(i)
+    return [groups[k] for k in sorted(groups)]
 
 
 @dataclass(frozen=True)
@@ -321,6 +337,51 @@ def _client_loss(host: ModelHost, logits: torch.Tensor, labels: torch.Tensor) ->
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
+def _train_step(
+    host: ModelHost,
+    patches: _Patches,
+    active: list[_Client],
+    inputs: list[dict[str, torch.Tensor]],
+    step: int,
+    spec: LocalTrainingSpec,
+) -> None:
+    """One optimizer step of every job in `active`, in one stacked pass over the frozen base."""
+    widths = [int(b["input_ids"].shape[1]) for b in inputs]
+    rows = [int(b["input_ids"].shape[0]) for b in inputs]
+    stack = _Stack(active, rows, widths)
+    stacked = _stack_inputs(inputs, stack.width)
+    labels = stacked.pop("labels")
+    for c in active:
+        factor = lr_factor(
+            job_progress(c.job.start_version, step, c.job.steps, spec.total_versions),
+            spec.lr_schedule,
+            spec.warmup_ratio,
+        )
+        for g, base in zip(c.optimizer.param_groups, c.base_lrs, strict=True):
+            g["lr"] = base * factor
+    patches.stack = stack
+    try:
+        logits = host.model(**stacked).logits
+        losses = []
+        for i in range(len(stack)):
+            dims = (1,) if logits.dim() == 3 else ()
+            losses.append(
+                _client_loss(
+                    host, stack.crop(logits, i, dims), stack.crop(labels, i, (1,) if labels.dim() == 2 else ())
+                )
+            )
+        for c in active:
+            c.optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+    finally:
+        patches.stack = None
+    for c, loss in zip(active, losses, strict=True):
+        if spec.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(c.params, spec.max_grad_norm)
+        c.optimizer.step()
+        c.losses.append(float(loss.detach()))
+
+
 def train_batched(
     host: ModelHost, jobs: Sequence[BatchJob], data: TokenizedData, spec: LocalTrainingSpec
 ) -> list[tuple[Adapter, dict[str, float]]]:
@@ -341,38 +402,8 @@ def train_batched(
             for step in range(max(job.steps for job in jobs)):
                 active = [c for c in clients if step < len(c.batches)]
                 inputs = [data.batch(c.batches[step]) for c in active]
-                widths = [int(b["input_ids"].shape[1]) for b in inputs]
-                rows = [int(b["input_ids"].shape[0]) for b in inputs]
-                stack = _Stack(active, rows, widths)
-                stacked = _stack_inputs(inputs, stack.width)
-                labels = stacked.pop("labels")
-                for c in active:
-                    factor = lr_factor(
-                        job_progress(c.job.start_version, step, c.job.steps, spec.total_versions),
-                        spec.lr_schedule,
-                        spec.warmup_ratio,
-                    )
-                    for g, base in zip(c.optimizer.param_groups, c.base_lrs, strict=True):
-                        g["lr"] = base * factor
-                patches.stack = stack
-                logits = model(**stacked).logits
-                losses = []
-                for i in range(len(stack)):
-                    dims = (1,) if logits.dim() == 3 else ()
-                    losses.append(
-                        _client_loss(
-                            host, stack.crop(logits, i, dims), stack.crop(labels, i, (1,) if labels.dim() == 2 else ())
-                        )
-                    )
-                for c in active:
-                    c.optimizer.zero_grad(set_to_none=True)
-                torch.stack(losses).sum().backward()
-                for c, loss in zip(active, losses, strict=True):
-                    if spec.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(c.params, spec.max_grad_norm)
-                    c.optimizer.step()
-                    c.losses.append(float(loss.detach()))
-                patches.stack = None
+                for group in width_groups([int(b["input_ids"].shape[1]) for b in inputs], WIDTH_BUCKET):
+                    _train_step(host, patches, [active[k] for k in group], [inputs[k] for k in group], step, spec)
     finally:
         model.eval()
         torch.random.set_rng_state(saved_rng)

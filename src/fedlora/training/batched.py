@@ -21,7 +21,8 @@ job, so its result is the one `train_local` gives on its own, up to float roundi
   positions are masked, and every per-client operation above sees the client's rows cropped to its own
   width. One stack over all jobs padded every row to the widest batch of all (near the truncation length
   with many clients): 100 MiniLM clients of batch 4 on MRPC trained at 0.13x the sequential speed on a CPU,
-  0.69x with the buckets (docs/scale.md, Throughput).
+  0.69x with the buckets (docs/scale.md, Throughput). Each per-client crop of a stacked activation is one
+  `split` (`_Stack.crops`), whose backward is linear in the clients of a stack.
 
 What differs from the sequential job is only the float rounding of the frozen base's matrix products over
 a larger batch (and of attention over masked padding): docs/scale.md states the measured tolerance.
@@ -157,6 +158,20 @@ class _Stack:
                 out = out.narrow(d, 0, self.widths[i])
         return out
 
+    def crops(self, t: torch.Tensor, dims: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+        """Every client's `crop` of `t` at once. One `split` along the stack: its backward concatenates the
+        clients' gradients once, where a slice per client would allocate a zero gradient of the whole stack
+        for each client (quadratic in the clients per stack)."""
+        dims = self.seq_dims(t) if dims is None else dims
+        parts = t.split(self.rows, dim=0) if t.shape[0] == self.total else [t] * len(self.rows)
+        out = []
+        for i, part in enumerate(parts):
+            for d in dims:
+                if part.shape[d] == self.width:
+                    part = part.narrow(d, 0, self.widths[i])
+            out.append(part)
+        return out
+
     def pad(self, t: torch.Tensor, i: int, dims: tuple[int, ...]) -> torch.Tensor:
         missing = self.width - self.widths[i]
         if not missing:
@@ -206,10 +221,10 @@ class _Patches:
             result = module.base_layer(x, *args, **kwargs)
             stack = self.stack
             deltas = []
-            for i, client in enumerate(stack.clients):
+            dims = stack.seq_dims(x)
+            for i, (client, xc) in enumerate(zip(stack.clients, stack.crops(x, dims), strict=True)):
                 A, B, scaling = client.layers[name]
-                dims = stack.seq_dims(x)
-                xc = stack.crop(x, i, dims).to(A.dtype)
+                xc = xc.to(A.dtype)
                 if dropout_p > 0.0 and module.training:
                     with stack.rng(i):
                         xc = self._dropout(xc, dropout_p, True)
@@ -226,13 +241,13 @@ class _Patches:
         def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             stack = self.stack
             outs = []
-            for i, client in enumerate(stack.clients):
+            dims = stack.seq_dims(x)
+            for i, (client, xc) in enumerate(zip(stack.clients, stack.crops(x, dims), strict=True)):
                 params = {k[len(prefix) :]: v for k, v in client.head.items() if k.startswith(prefix)}
-                dims = stack.seq_dims(x)
                 self.inside = True
                 try:
                     with stack.rng(i):
-                        out = torch.func.functional_call(module, params, (stack.crop(x, i, dims), *args), kwargs)
+                        out = torch.func.functional_call(module, params, (xc, *args), kwargs)
                 finally:
                     self.inside = False
                 outs.append(stack.pad(out, i, dims))
@@ -245,10 +260,10 @@ class _Patches:
         if self.inside or stack is None or not training or p == 0.0 or input.shape[0] != stack.total:
             return self._dropout(input, p, training, inplace)
         outs = []
-        for i in range(len(stack)):
-            dims = stack.seq_dims(input)
+        dims = stack.seq_dims(input)
+        for i, part in enumerate(stack.crops(input, dims)):
             with stack.rng(i):
-                outs.append(stack.pad(self._dropout(stack.crop(input, i, dims), p, True), i, dims))
+                outs.append(stack.pad(self._dropout(part, p, True), i, dims))
         return torch.cat(outs, dim=0)
 
     def sdpa(self, query, key, value, attn_mask=None, dropout_p=0.0, *args, **kwargs):
@@ -256,8 +271,8 @@ class _Patches:
         if self.inside or stack is None or dropout_p == 0.0 or query.shape[0] != stack.total:
             return self._sdpa(query, key, value, attn_mask, dropout_p, *args, **kwargs)
         outs = []
-        for i in range(len(stack)):
-            q, k, v = (stack.crop(t, i, (2,)) for t in (query, key, value))
+        qs, ks, vs = (stack.crops(t, (2,)) for t in (query, key, value))
+        for i, (q, k, v) in enumerate(zip(qs, ks, vs, strict=True)):
             mask = None
             if attn_mask is not None:
                 mask = (
@@ -362,14 +377,9 @@ def _train_step(
     patches.stack = stack
     try:
         logits = host.model(**stacked).logits
-        losses = []
-        for i in range(len(stack)):
-            dims = (1,) if logits.dim() == 3 else ()
-            losses.append(
-                _client_loss(
-                    host, stack.crop(logits, i, dims), stack.crop(labels, i, (1,) if labels.dim() == 2 else ())
-                )
-            )
+        client_logits = stack.crops(logits, (1,) if logits.dim() == 3 else ())
+        client_labels = stack.crops(labels, (1,) if labels.dim() == 2 else ())
+        losses = [_client_loss(host, lg, lb) for lg, lb in zip(client_logits, client_labels, strict=True)]
         for c in active:
             c.optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()

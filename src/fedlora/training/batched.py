@@ -138,7 +138,6 @@ class _Stack:
         self.widths = widths
         self.width = max(widths)
         self.total = sum(rows)
-        self.offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int).tolist()
 
     def __len__(self) -> int:
         return len(self.clients)
@@ -150,18 +149,11 @@ class _Stack:
             return tuple(d for d in (2, 3) if t.shape[d] == self.width)
         return ()
 
-    def crop(self, t: torch.Tensor, i: int, dims: tuple[int, ...] | None = None) -> torch.Tensor:
-        """Client i's rows of the stacked `t`, cut to its own sequence width (dims of broadcast size 1 kept)."""
-        out = t[self.offsets[i] : self.offsets[i] + self.rows[i]] if t.shape[0] == self.total else t
-        for d in self.seq_dims(t) if dims is None else dims:
-            if out.shape[d] == self.width:
-                out = out.narrow(d, 0, self.widths[i])
-        return out
-
     def crops(self, t: torch.Tensor, dims: tuple[int, ...] | None = None) -> list[torch.Tensor]:
-        """Every client's `crop` of `t` at once. One `split` along the stack: its backward concatenates the
-        clients' gradients once, where a slice per client would allocate a zero gradient of the whole stack
-        for each client (quadratic in the clients per stack)."""
+        """Each client's rows of the stacked `t`, cut to its own sequence width (a broadcast batch dim of size
+        1 is kept for every client). One `split` along the stack: its backward concatenates the clients'
+        gradients once, where a slice per client would allocate a zero gradient of the whole stack for each
+        client (quadratic in the clients per stack)."""
         dims = self.seq_dims(t) if dims is None else dims
         parts = t.split(self.rows, dim=0) if t.shape[0] == self.total else [t] * len(self.rows)
         out = []
@@ -272,15 +264,9 @@ class _Patches:
             return self._sdpa(query, key, value, attn_mask, dropout_p, *args, **kwargs)
         outs = []
         qs, ks, vs = (stack.crops(t, (2,)) for t in (query, key, value))
-        for i, (q, k, v) in enumerate(zip(qs, ks, vs, strict=True)):
-            mask = None
-            if attn_mask is not None:
-                mask = (
-                    attn_mask[stack.offsets[i] : stack.offsets[i] + stack.rows[i]]
-                    if attn_mask.shape[0] > 1
-                    else attn_mask
-                )
-                mask = stack.crop(mask, i, (2, 3))
+        masks = stack.crops(attn_mask, (2, 3)) if attn_mask is not None else [None] * len(stack)
+        for i, (q, k, v, mask) in enumerate(zip(qs, ks, vs, masks, strict=True)):
+            if mask is not None:
                 if mask.dtype == torch.bool and bool(mask.all()):
                     mask = None  # no padding in this client's own batch: as the sequential call sees it
                 elif mask.dtype != torch.bool and bool((mask == 0).all()):

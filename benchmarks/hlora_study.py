@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common import REPO, save_figure
@@ -53,15 +53,27 @@ LEARNING = (
     "eval.every_versions=1",
     "output.checkpoint_every=1",
 )
+#: dev accuracy of the majority class, the line a run must get past
+MAJORITY = {"mrpc": 0.684, "rte": 0.527}
 SCALES = {"full": FULL, "tiny": TINY, "learning": LEARNING}
 #: local steps per job at the learning scale: a federated version trains 5 jobs of 16, centralized one of 80
 LEARNING_STEPS = {"centralized": 80}
 
 
 def scale_sets(method: str, scale: str) -> tuple[str, ...]:
-    if scale != "learning":
+    if scale not in ("learning", "learning_iid"):
         return SCALES.get(scale, ())
-    return (*LEARNING, f"training.local_steps={LEARNING_STEPS.get(method, 16)}")
+    # one client holding everything is the same run whatever the partition (`record_study`)
+    iid = ("partition={name: iid}",) if scale == "learning_iid" and method != "centralized" else ()
+    return (*LEARNING, f"training.local_steps={LEARNING_STEPS.get(method, 16)}", *iid)
+
+
+def record_study(task: str, scale: str, method: str) -> str:
+    """Where a method's records live: centralized training (one client holding everything) is the same run
+    whatever the partition, so `learning_iid` reads and writes it under `learning` instead of running it twice."""
+    if scale == "learning_iid" and method == "centralized":
+        scale = "learning"
+    return study_name(task, scale)
 
 
 def study_name(task: str, scale: str) -> str:
@@ -89,8 +101,9 @@ def first_reaching(history: list[dict], metric: str, target: float) -> dict | No
     return next((p for p in history if p["metrics"].get(metric, -1) >= target), None)
 
 
-def table(study: str, methods: Sequence[str], seeds: Sequence[int], target: float) -> tuple[str, dict]:
-    recs = {(m, s): load_record(study, Cell(f"{m}/seed={s}", "")) for m in methods for s in seeds}
+def table(where: Callable[[str], str], methods: Sequence[str], seeds: Sequence[int], target: float) -> tuple[str, dict]:
+    """The study's table; `where(method)` names the study that holds the method's records."""
+    recs = {(m, s): load_record(where(m), Cell(f"{m}/seed={s}", "")) for m in methods for s in seeds}
     lines = [
         f"| method | seeds | final acc | final F1 | best acc | best F1 | versions to {target} | virtual s to {target} "
         "| MB up | MB down |",
@@ -103,7 +116,8 @@ def table(study: str, methods: Sequence[str], seeds: Sequence[int], target: floa
             continue
         fin = [r["final"]["metrics"] for _, r in got]
         best_acc = [max(p["metrics"]["accuracy"] for p in r["history"]) for _, r in got]
-        best_f1 = [max(p["metrics"].get("f1", 0.0) for p in r["history"]) for _, r in got]
+        # RTE reports accuracy only: its F1 columns stay empty rather than nan
+        best_f1 = [max(p["metrics"]["f1"] for p in r["history"]) for _, r in got if "f1" in r["final"]["metrics"]]
         reach = [first_reaching(r["history"], "accuracy", target) for _, r in got]
         versions = [p["version"] for p in reach if p]
         seconds = [p["virtual_s"] for p in reach if p]
@@ -114,7 +128,7 @@ def table(study: str, methods: Sequence[str], seeds: Sequence[int], target: floa
         s_txt = f"{statistics.mean(seconds):,.0f} ({hit})" if seconds else f"- (0/{len(got)})"
         lines.append(
             f"| {m} | {','.join(str(s) for s, _ in got)} | {mean_std([f['accuracy'] for f in fin])} | "
-            f"{mean_std([f.get('f1', float('nan')) for f in fin])} | {mean_std(best_acc)} | {mean_std(best_f1)} | "
+            f"{mean_std([f['f1'] for f in fin if 'f1' in f])} | {mean_std(best_acc)} | {mean_std(best_f1)} | "
             f"{v_txt} | {s_txt} | {up:.1f} | {down:.1f} |"
         )
         data[m] = {s: r for s, r in got}
@@ -129,6 +143,8 @@ def paired(data: dict, a: str, b: str) -> str:
         return f"{a} - {b}: no common seeds"
     parts, diffs = [], []
     for key in ("accuracy", "f1"):
+        if any(key not in data[x][s]["final"]["metrics"] for x in (a, b) for s in common):
+            continue
         d = [data[a][s]["final"]["metrics"][key] - data[b][s]["final"]["metrics"][key] for s in common]
         diffs.append(d)
         pos, neg = sum(x > 0 for x in d), sum(x < 0 for x in d)
@@ -137,7 +153,7 @@ def paired(data: dict, a: str, b: str) -> str:
     return f"{a} - {b}, final, per seed: " + "; ".join(parts)
 
 
-def figure(data: dict, path: Path) -> None:
+def figure(data: dict, path: Path, task: str = "mrpc") -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -147,9 +163,9 @@ def figure(data: dict, path: Path) -> None:
         xs = [hist[0][i]["version"] for i in range(n)]
         ys = [statistics.mean(h[i]["metrics"]["accuracy"] for h in hist) for i in range(n)]
         ax.plot(xs, ys, label=m, lw=2.2 if m == "hlora" else 1.2)
-    ax.axhline(0.684, color="grey", ls=":", lw=1, label="majority class")
+    ax.axhline(MAJORITY[task], color="grey", ls=":", lw=1, label="majority class")
     ax.set_xlabel("version")
-    ax.set_ylabel("MRPC dev accuracy (mean over seeds)")
+    ax.set_ylabel(f"{task.upper()} dev accuracy (mean over seeds)")
     ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)
 
@@ -159,7 +175,7 @@ def main() -> None:
     ap.add_argument("--task", default="mrpc")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--scale", choices=("cpu", "learning", "full", "tiny"), default="cpu")
+    ap.add_argument("--scale", choices=("cpu", "learning", "learning_iid", "full", "tiny"), default="cpu")
     ap.add_argument("--jobs", type=int, default=2, help="cells in parallel (each with training.threads=1)")
     ap.add_argument("--target", type=float, default=0.75, help="dev accuracy for versions/seconds to target")
     ap.add_argument("--table", action="store_true", help="only print the table from the records")
@@ -167,15 +183,21 @@ def main() -> None:
     args = ap.parse_args()
     study = study_name(args.task, args.scale)
     threads = 1 if args.jobs > 1 else None
+
+    def where(method: str) -> str:
+        return record_study(args.task, args.scale, method)
+
     if not args.table:
-        run_all(study, cells(args.task, args.seeds, args.scale, threads, args.methods), args.runs_dir, args.jobs)
-    text, data = table(study, METHODS, args.seeds, args.target)
+        todo = cells(args.task, args.seeds, args.scale, threads, args.methods)
+        for name in dict.fromkeys(where(c.tags["method"]) for c in todo):
+            run_all(name, [c for c in todo if where(c.tags["method"]) == name], args.runs_dir, args.jobs)
+    text, data = table(where, METHODS, args.seeds, args.target)
     pairs = [paired(data, "hlora", "zeropad"), paired(data, "hlora", "fedit_r2"), paired(data, "hlora", "fedit_r16")]
     out = DOCS_RESULTS / study
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text + "\n\n" + "\n".join(f"- {p}" for p in pairs) + "\n")
     if data:
-        figure(data, out / "accuracy_vs_version.png")
+        figure(data, out / "accuracy_vs_version.png", args.task)
     print(text)
     print("\n".join(pairs))
     print(json.dumps({"study": study, "records": sum(len(v) for v in data.values())}))

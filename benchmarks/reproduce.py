@@ -1,5 +1,6 @@
-"""Every study, one command: the learning-speed search, the quickstart and centralized targets, the HLoRA,
-FedFa, differential-privacy and CLLoRA (context skew) studies.
+"""Every study, one command: the learning-speed search, the quickstart and centralized targets, the HLoRA
+(at the protocol and at the learning budget, with RTE's centralized reference), FedFa, differential-privacy
+and CLLoRA (context skew) studies.
 
     python benchmarks/reproduce.py --scale cpu       # this machine's budgets (2 CPU cores: hours)
     python benchmarks/reproduce.py --scale full      # the configs' full budgets (one large GPU: minutes)
@@ -43,6 +44,10 @@ def main() -> None:
         step([str(HERE / "learning_search.py")])
         step([str(HERE / "targets.py")])
     step([str(HERE / "hlora_study.py"), "--scale", args.scale, "--seeds", *seeds, "--jobs", str(args.jobs)])
+    if args.scale == "cpu":  # issue 12: the budget at which federated runs learn here, and whether RTE learns
+        step([str(HERE / "hlora_study.py"), "--scale", "learning", "--seeds", *seeds, "--jobs", str(args.jobs)])
+        rte = ["--task", "rte", "--scale", "learning", "--methods", "centralized", "--seeds", *seeds]
+        step([str(HERE / "hlora_study.py"), *rte, "--jobs", str(args.jobs)])
     if args.scale == "cpu":  # the FedFa protocol is sized for this CPU; on a GPU it runs the same in minutes
         step([str(HERE / "client_selection.py")])
         step([str(HERE / "fedfa_study.py"), "--seeds", *seeds, "--jobs", str(args.jobs)])

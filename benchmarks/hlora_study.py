@@ -116,9 +116,9 @@ def table(where: Callable[[str], str], methods: Sequence[str], seeds: Sequence[i
     """The study's table; `where(method)` names the study that holds the method's records."""
     recs = {(m, s): load_record(where(m), Cell(f"{m}/seed={s}", "")) for m in methods for s in seeds}
     lines = [
-        f"| method | seeds | final acc | final F1 | best acc | best F1 | versions to {target} | virtual s to {target} "
-        "| MB up | MB down |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| method | seeds | final acc | final F1 | final loss | best acc | best F1 | versions to {target} "
+        f"| virtual s to {target} | MB up | MB down |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     data: dict = {}
     for m in methods:
@@ -139,7 +139,8 @@ def table(where: Callable[[str], str], methods: Sequence[str], seeds: Sequence[i
         s_txt = f"{statistics.mean(seconds):,.0f} ({hit})" if seconds else f"- (0/{len(got)})"
         lines.append(
             f"| {m} | {','.join(str(s) for s, _ in got)} | {mean_std([f['accuracy'] for f in fin])} | "
-            f"{mean_std([f['f1'] for f in fin if 'f1' in f])} | {mean_std(best_acc)} | {mean_std(best_f1)} | "
+            f"{mean_std([f['f1'] for f in fin if 'f1' in f])} | {mean_std([f['loss'] for f in fin])} | "
+            f"{mean_std(best_acc)} | {mean_std(best_f1)} | "
             f"{v_txt} | {s_txt} | {up:.1f} | {down:.1f} |"
         )
         data[m] = {s: r for s, r in got}
@@ -153,7 +154,7 @@ def paired(data: dict, a: str, b: str) -> str:
     if not common:
         return f"{a} - {b}: no common seeds"
     parts, diffs = [], []
-    for key in ("accuracy", "f1"):
+    for key in ("accuracy", "f1", "loss"):  # dev loss: finer than accuracy's 1/408 steps
         if any(key not in data[x][s]["final"]["metrics"] for x in (a, b) for s in common):
             continue
         d = [data[a][s]["final"]["metrics"][key] - data[b][s]["final"]["metrics"][key] for s in common]

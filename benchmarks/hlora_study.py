@@ -71,20 +71,23 @@ SCALES = {"full": FULL, "tiny": TINY, "learning": LEARNING}
 LEARNING_STEPS = {"centralized": 80}
 
 
+def method_scale(method: str, scale: str) -> str:
+    """The scale a method's run belongs to: centralized training (one client holding everything) is the same
+    run whatever the partition, so under `learning_iid` it is `learning`'s run, configured and recorded once."""
+    return "learning" if scale == "learning_iid" and method == "centralized" else scale
+
+
 def scale_sets(method: str, scale: str) -> tuple[str, ...]:
+    scale = method_scale(method, scale)
     if scale not in ("learning", "learning_iid"):
         return SCALES.get(scale, ())
-    # one client holding everything is the same run whatever the partition (`record_study`)
-    iid = ("partition={name: iid}",) if scale == "learning_iid" and method != "centralized" else ()
+    iid = ("partition={name: iid}",) if scale == "learning_iid" else ()
     return (*LEARNING, f"training.local_steps={LEARNING_STEPS.get(method, 16)}", *iid)
 
 
 def record_study(task: str, scale: str, method: str) -> str:
-    """Where a method's records live: centralized training (one client holding everything) is the same run
-    whatever the partition, so `learning_iid` reads and writes it under `learning` instead of running it twice."""
-    if scale == "learning_iid" and method == "centralized":
-        scale = "learning"
-    return study_name(task, scale)
+    """Where a method's records live (`method_scale`)."""
+    return study_name(task, method_scale(method, scale))
 
 
 def study_name(task: str, scale: str) -> str:
@@ -153,12 +156,11 @@ def paired(data: dict, a: str, b: str) -> str:
     common = sorted(set(data[a]) & set(data[b]))
     if not common:
         return f"{a} - {b}: no common seeds"
-    parts, diffs = [], []
-    for key in ("accuracy", "f1", "loss"):  # dev loss: finer than accuracy's 1/408 steps
+    parts = []
+    for key in ("accuracy", "f1", "loss"):  # dev loss: finer than accuracy's steps of one dev pair
         if any(key not in data[x][s]["final"]["metrics"] for x in (a, b) for s in common):
             continue
         d = [data[a][s]["final"]["metrics"][key] - data[b][s]["final"]["metrics"][key] for s in common]
-        diffs.append(d)
         pos, neg = sum(x > 0 for x in d), sum(x < 0 for x in d)
         per = ", ".join(f"s{s}: {x:+.4f}" for s, x in zip(common, d, strict=True))
         parts.append(f"{key} {statistics.mean(d):+.4f} ({per}; {pos}+ / {neg}- / {len(d) - pos - neg}=)")

@@ -19,6 +19,14 @@ MiniLM clients hold 366-368 pairs, SmolLM2 clients 199-201; the table's "min loc
 the records (summary.json local.examples). The per-client mixes (`fedlora partition` figures) are written for
 every model, kind and alpha (first seed) to docs/results/cllora_mrpc/partitions/<model>_<kind>_a<alpha>/.
 
+The second size. SmolLM2 at a budget where it learns costs several times the 27 minutes a cell it takes at
+the learning budget below, where it stays at the majority class; no other pretrained size installs here. So
+the size comparison is MiniLM-L6 against MiniLM-L3: the same checkpoint cut to its first 3 transformer layers
+(`model.num_layers: 3`; 17.4M parameters against 22.7M, of which 11.9M are the shared embeddings, so the
+transformer body halves: 5.3M against 10.6M). Same tokenizer and data, so its clients are exactly MiniLM-L6's
+for each seed (its partition figures are MiniLM's), and same budget; only the depth differs. It is a weaker
+notion of "smaller" than two separately pretrained sizes: L3's top layer was trained as a middle layer.
+
 The budgets, one thread per run, two runs side by side on 2 CPU cores (cells in parallel with --jobs 2):
 - MiniLM: configs/protocol/mrpc_context.yaml: the protocol (10 clients, FedIT rank 8 on query/value, FedAvg 5
   per round, 16 versions x 5 clients x 8 local steps of 16 = 10,240 samples, lr 1e-3 / head 2e-3 cosine with
@@ -63,7 +71,7 @@ from context_skew import smollm2_missing
 from study import DOCS_RESULTS, Cell, load_record, mean_std, run_all
 
 CONFIG = "configs/protocol/mrpc_context.yaml"
-MODELS = ("minilm", "smollm2")
+MODELS = ("minilm", "minilm_l3", "smollm2")
 KINDS = ("length", "quality")
 ALPHAS = ("0.1", "1", "100")
 REFERENCE = "100"  # the near-IID alpha every paired difference is taken against
@@ -91,6 +99,8 @@ LEARNING_MINILM = (
     "stop.versions=8",
 )
 LEARNING_SMOLLM2 = (*SMOLLM2, "model={name: smollm2, dtype: bfloat16}")
+#: the smaller of the two sizes: MiniLM-L6 cut to its first 3 layers (model.num_layers), otherwise the same run
+L3 = ("model.num_layers=3",)
 #: a smoke test of the chain: tiny random models on a slice of MRPC (24 pairs a client, 5 held out)
 TINY_COMMON = ("task.train_limit=240", "stop.versions=2", "eval.every_versions=1")
 TINY = {
@@ -101,6 +111,12 @@ TINY = {
         *TINY_COMMON,
     ),
     # the tiny random Llama of configs/decoder/tiny_llama.yaml: no download, MiniLM's tokenizer
+    "minilm_l3": (
+        "model.random_init={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}",
+        "task.dev_limit=64",
+        "training.local_steps=2",
+        *TINY_COMMON,
+    ),
     "smollm2": (
         "task.kind=causal_lm",
         "task.max_length=96",
@@ -114,8 +130,12 @@ TINY = {
     ),
 }
 STUDY = {"learning": "cllora_mrpc_learning", "cpu": "cllora_mrpc", "tiny": "cllora_mrpc_tiny"}
-LABEL = {"minilm": "MiniLM-L6 (22M)", "smollm2": "SmolLM2-135M"}
-TINY_LABEL = {"minilm": "minilm (tiny random BERT)", "smollm2": "smollm2 (tiny random Llama)"}
+LABEL = {"minilm": "MiniLM-L6 (22M)", "minilm_l3": "MiniLM-L3 (17M)", "smollm2": "SmolLM2-135M"}
+TINY_LABEL = {
+    "minilm": "minilm (tiny random BERT)",
+    "minilm_l3": "minilm_l3 (tiny random BERT, 1 layer)",
+    "smollm2": "smollm2 (tiny random Llama)",
+}
 
 
 def cell_name(model: str, kind: str, alpha: str, seed: int) -> str:
@@ -130,9 +150,9 @@ def model_sets(model: str, scale: str, threads: int | None) -> tuple[str, ...]:
     if scale == "tiny":
         sets = TINY[model]
     elif scale == "learning":
-        sets = LEARNING_SMOLLM2 if model == "smollm2" else LEARNING_MINILM
+        sets = LEARNING_SMOLLM2 if model == "smollm2" else LEARNING_MINILM + (L3 if model == "minilm_l3" else ())
     else:
-        sets = SMOLLM2 if model == "smollm2" else ()
+        sets = SMOLLM2 if model == "smollm2" else (L3 if model == "minilm_l3" else ())
     return (*sets, *((f"training.threads={threads}",) if threads else ()))  # after `training=`, which replaces
 
 
@@ -177,6 +197,10 @@ def partition_dir(study: str, model: str, kind: str, alpha: str) -> Path:
     return DOCS_RESULTS / study / "partitions" / f"{model}_{kind}_a{alpha}"
 
 
+#: models whose partitions are another model's (the same tokenizer and data, so the same clients per seed)
+SAME_PARTITION = {"minilm_l3": "minilm"}
+
+
 def partition_figures(
     study: str, models: Sequence[str], kinds: Sequence[str], alphas: Sequence[str], seed: int, scale: str
 ) -> None:
@@ -185,7 +209,7 @@ def partition_figures(
     from fedlora.config import load_config
     from fedlora.experiment import partition_report, prepare_data
 
-    for m in models:
+    for m in dict.fromkeys(SAME_PARTITION.get(m, m) for m in models):
         for k in kinds:
             for a in alphas:
                 out = partition_dir(study, m, k, a)

@@ -355,6 +355,12 @@ class ModelConfig(Strict):
         "(causal_lm only, e.g. llama) that architecture is built from scratch and `name` is only a label",
     )
     gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (needs the gguf package)")
+    num_layers: int | None = Field(
+        None,
+        ge=1,
+        description="keep only the first N transformer layers of the pretrained model (a smaller model from the "
+        "same weights, e.g. MiniLM-L3 from MiniLM-L6); null = all layers",
+    )
     tokenizer: str | None = Field(
         None, description="name or path of the tokenizer when it differs from `name`; null = `name` (and gguf_file)"
     )
@@ -802,6 +808,11 @@ class ExperimentConfig(Strict):
             raise ValueError(
                 f"model.pooling={self.model.pooling} applies to classification encoders; a causal LM scores its "
                 "answer tokens, so remove model.pooling or set task.kind=classification"
+            )
+        if self.model.num_layers is not None and self.model.random_init:
+            raise ValueError(
+                "model.num_layers keeps the first layers of pretrained weights, but model.random_init builds random "
+                "ones; set random_init.num_hidden_layers instead, or remove model.random_init"
             )
         if from_scratch and self.task.kind != "causal_lm":
             raise ValueError(

@@ -103,6 +103,24 @@ def apply_config_overrides(config, overrides: dict[str, Any]) -> None:
         setattr(config, key, value)
 
 
+def layer_kwargs(path: str, num_layers: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`num_hidden_layers` for from_pretrained: the first `num_layers` layers load, the rest are left unread.
+
+    Why a check: transformers would silently build a deeper model with random extra layers when N exceeds
+    the checkpoint's depth.
+    """
+    if num_layers is None:
+        return {}
+    from transformers import AutoConfig
+
+    depth = getattr(AutoConfig.from_pretrained(path, **kwargs), "num_hidden_layers", None)
+    if depth is None:
+        raise ConfigError("model.num_layers: this architecture has no num_hidden_layers; leave it null")
+    if num_layers > depth:
+        raise ConfigError(f"model.num_layers={num_layers}: the model has only {depth} layers; give 1..{depth}")
+    return {"num_hidden_layers": num_layers}
+
+
 def load_tokenizer(name: str, gguf_file: str | None = None):
     from transformers import AutoTokenizer
 
@@ -122,6 +140,7 @@ def load_classifier(
     pad_token_id: int | None = None,
     dtype: DType = "float32",
     pooling: Pooling = "cls",
+    num_layers: int | None = None,
 ):
     """A sequence-classification model with frozen weights (the caller seeds torch for the new head).
 
@@ -140,7 +159,9 @@ def load_classifier(
             apply_config_overrides(config, random_init)
             model = AutoModelForSequenceClassification.from_config(config)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=num_labels, **layer_kwargs(path, num_layers, kwargs), **kwargs
+            )
     except OSError as exc:
         raise ConfigError(
             f"model.name: cannot load {name!r} ({exc}); give a local model directory, the alias 'minilm', "
@@ -168,6 +189,7 @@ def load_causal_lm(
     pad_token_id: int | None = None,
     vocab_size: int | None = None,
     dtype: DType = "float32",
+    num_layers: int | None = None,
 ):
     """A causal (decoder) LM with frozen weights, for `task.kind: causal_lm` (the caller seeds torch).
 
@@ -200,7 +222,7 @@ def load_causal_lm(
             apply_config_overrides(config, overrides)
             model = AutoModelForCausalLM.from_config(config)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(path, **layer_kwargs(path, num_layers, kwargs), **kwargs)
     except OSError as exc:
         raise ConfigError(
             f"model.name: cannot load {name!r} ({exc}); give a local model directory (with model.gguf_file for a "

@@ -68,6 +68,8 @@ from pathlib import Path
 
 from common import REPO, data_dir, save_figure
 from context_skew import smollm2_missing
+from hlora_study import cells as hlora_cells
+from hlora_study import record_study as hlora_record_study
 from study import DOCS_RESULTS, Cell, load_record, mean_std, run_all
 
 CONFIG = "configs/protocol/mrpc_context.yaml"
@@ -190,6 +192,24 @@ def available_models(models: Sequence[str], scale: str) -> tuple[list[str], dict
     return [m for m in models if m not in skipped], skipped
 
 
+def centralized_cells(models: Sequence[str], seeds: Sequence[int], threads: int | None) -> list[tuple[str, Cell]]:
+    """(study, cell) of each model's pooled reference at the learning budget: HLoRA's centralized run (one
+    client holding all of MRPC, the same 20,480 samples), so that a model's skew costs can be read against
+    what it learns at all. MiniLM-L6's is HLoRA's own record; other models are recorded here."""
+    out = []
+    for m in models:
+        if m not in CENTRALIZED:
+            continue
+        for base in hlora_cells("mrpc", seeds, "learning", threads, methods=("centralized",)):
+            if m == "minilm":
+                out.append((hlora_record_study("mrpc", "learning", "centralized"), base))
+            else:
+                name = f"centralized/{m}/{base.name.split('/')[-1]}"
+                tags = {**base.tags, "model": m}
+                out.append((STUDY["learning"], Cell(name, base.config, (*base.sets, *CENTRALIZED[m]), tags=tags)))
+    return out
+
+
 # ----- the partition figures ------------------------------------------------------------------------------
 
 
@@ -197,6 +217,8 @@ def partition_dir(study: str, model: str, kind: str, alpha: str) -> Path:
     return DOCS_RESULTS / study / "partitions" / f"{model}_{kind}_a{alpha}"
 
 
+#: the models with a centralized reference at the learning budget, and what their run adds to HLoRA's
+CENTRALIZED = {"minilm": (), "minilm_l3": L3}
 #: models whose partitions are another model's (the same tokenizer and data, so the same clients per seed)
 SAME_PARTITION = {"minilm_l3": "minilm"}
 
@@ -252,6 +274,7 @@ def metrics(rec: dict) -> dict[str, float | None]:
     return {
         "dev_accuracy": rec["final"]["metrics"]["accuracy"],
         "dev_f1": rec["final"]["metrics"].get("f1"),
+        "dev_loss": rec["final"]["metrics"].get("loss"),
         "local_mean": (final.get("mean") or {}).get("accuracy"),
         "local_worst": (final.get("worst") or {}).get("accuracy"),
         "before": before,
@@ -268,16 +291,17 @@ def column(by_seed: dict, key: str) -> list[float]:
 
 def table(data: dict) -> str:
     lines = [
-        "| model | skew | alpha | seeds | dev acc | dev F1 | local mean acc (global model) | local worst acc "
-        "(global model) | local acc before -> after (jobs) | local gain | min local split | run s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | skew | alpha | seeds | dev acc | dev F1 | dev loss | local mean acc (global model) | "
+        "local worst acc (global model) | local acc before -> after (jobs) | local gain | min local split | run s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (m, k, a), by in data.items():
         splits = column(by, "min_split")
         secs = column(by, "seconds")
         lines.append(
             f"| {LABEL[m]} | {k} | {a} | {len(by)} | {mean_std(column(by, 'dev_accuracy'))} | "
-            f"{mean_std(column(by, 'dev_f1'))} | {mean_std(column(by, 'local_mean'))} | "
+            f"{mean_std(column(by, 'dev_f1'))} | {mean_std(column(by, 'dev_loss'))} | "
+            f"{mean_std(column(by, 'local_mean'))} | "
             f"{mean_std(column(by, 'local_worst'))} | {mean_std(column(by, 'before'))} -> "
             f"{mean_std(column(by, 'after'))} | {mean_std(column(by, 'gain'))} | "
             f"{min(splits) if splits else '-'} | {statistics.mean(secs) if secs else math.nan:.0f} |"
@@ -285,21 +309,35 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
-PAIRED = (("dev_accuracy", "dev acc"), ("local_mean", "local mean acc"), ("gain", "local gain (after - before)"))
+PAIRED = (
+    ("dev_accuracy", "dev acc"),
+    ("dev_loss", "dev loss"),
+    ("local_mean", "local mean acc"),
+    ("gain", "local gain (after - before)"),
+)
 
 
-def paired_cell(ra: dict, rb: dict, key: str) -> str:
-    """Mean over the common seeds of metric(a) - metric(b), and how many seeds are above / below zero."""
+def skew_cost(ra: dict, rb: dict, key: str) -> dict[int, float]:
+    """{seed: metric(a) - metric(b)} over the seeds both cells have (a skewed cell against its alpha-100 cell)."""
     d = {}
     for s in sorted(set(ra) & set(rb)):
         x, y = metrics(ra[s])[key], metrics(rb[s])[key]
         if x is not None and y is not None:
             d[s] = x - y
+    return d
+
+
+def describe(d: dict[int, float]) -> str:
+    """Mean of per-seed differences, how many seeds are above / below zero, and each seed's value."""
     if not d:
         return "-"
     per = ", ".join(f"s{s}: {x:+.4f}" for s, x in d.items())
     xs = list(d.values())
     return f"{statistics.mean(xs):+.4f} ({sum(x > 0 for x in xs)}+ / {sum(x < 0 for x in xs)}- of {len(xs)}; {per})"
+
+
+def paired_cell(ra: dict, rb: dict, key: str) -> str:
+    return describe(skew_cost(ra, rb, key))
 
 
 def paired(data: dict) -> str:
@@ -316,6 +354,34 @@ def paired(data: dict) -> str:
                     continue
                 cols = " | ".join(paired_cell(data[(m, k, a)], ref, key) for key, _ in PAIRED)
                 lines.append(f"| {LABEL[m]} | {k} | {a} - {REFERENCE} | {cols} |")
+    return "\n".join(lines)
+
+
+#: (smaller, larger) model pairs whose skew costs are compared seed by seed (same clients per seed)
+SIZE_PAIRS = (("minilm_l3", "minilm"),)
+
+
+def sizes(data: dict) -> str:
+    """ "Smaller models are more sensitive", seed by seed: the smaller model's skew cost (alpha - 100) minus the
+    larger one's. Both see the same clients for a seed (SAME_PARTITION), so the difference is paired twice;
+    negative on dev or local accuracy = the skew costs the smaller model more."""
+    head = " | ".join(f"Δ {label}" for _, label in PAIRED)
+    lines = [
+        f"| smaller vs larger | skew | alpha - {REFERENCE} | {head} |",
+        "| --- | --- | --- |" + " ---: |" * len(PAIRED),
+    ]
+    for small, large in SIZE_PAIRS:
+        for k in KINDS:
+            for a in ALPHAS:
+                cells_ = [data.get((m, k, x)) for m in (small, large) for x in (a, REFERENCE)]
+                if a == REFERENCE or not all(cells_):
+                    continue
+                sa, sr, la, lr = cells_
+                cols = []
+                for key, _ in PAIRED:
+                    cs, cl = skew_cost(sa, sr, key), skew_cost(la, lr, key)
+                    cols.append(describe({s: cs[s] - cl[s] for s in cs.keys() & cl.keys()}))
+                lines.append(f"| {LABEL[small]} vs {LABEL[large]} | {k} | {a} - {REFERENCE} | {' | '.join(cols)} |")
     return "\n".join(lines)
 
 
@@ -361,11 +427,41 @@ def figure(data: dict, path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def report(study: str, seeds: Sequence[int], skipped: dict[str, str]) -> str:
+def centralized(seeds: Sequence[int]) -> str:
+    """Each model's pooled reference (centralized_cells), final dev metrics over the recorded seeds."""
+    lines = [
+        "| model | seeds | dev acc | dev F1 | dev loss | run s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in CENTRALIZED:
+        recs = [load_record(w, c) for w, c in centralized_cells([m], seeds, None)]
+        by = {i: r for i, r in enumerate(recs) if r is not None}
+        if not by:
+            continue
+        secs = column(by, "seconds")
+        lines.append(
+            f"| {LABEL[m]} | {len(by)} | {mean_std(column(by, 'dev_accuracy'))} | {mean_std(column(by, 'dev_f1'))} | "
+            f"{mean_std(column(by, 'dev_loss'))} | {statistics.mean(secs) if secs else math.nan:.0f} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def report(study: str, seeds: Sequence[int], skipped: dict[str, str], reference: str = "") -> str:
     data = records(study, seeds)
     out = DOCS_RESULTS / study
     out.mkdir(parents=True, exist_ok=True)
     parts = [table(data), "", "Per-seed paired differences against alpha 100:", "", paired(data)]
+    if reference:
+        parts += ["", "Each model pooled (centralized, one client with all of MRPC, the same 20,480 samples):", ""]
+        parts += [reference]
+    if any((m, k, a) in data for m, _ in SIZE_PAIRS for k in KINDS for a in ALPHAS):
+        parts += [
+            "",
+            "Model size, per seed: the smaller model's difference against alpha 100 minus the larger one's "
+            "(negative accuracy = the skew costs the smaller model more):",
+            "",
+            sizes(data),
+        ]
     if data:
         figure(data, out / "local_vs_global.png")
         parts += ["", "![local versus global](local_vs_global.png)"]
@@ -407,7 +503,12 @@ def main() -> None:
         threads = 1 if args.jobs > 1 else None
         todo = cells(models, args.kinds, args.alphas, args.seeds, args.scale, threads)
         run_all(study, todo, args.runs_dir, args.jobs)
-    print(report(study, sorted(set(args.seeds) | recorded_seeds(study)), skipped))
+        if args.scale == "learning":
+            refs = centralized_cells(models, args.seeds, threads)
+            for where in dict.fromkeys(w for w, _ in refs):
+                run_all(where, [c for w, c in refs if w == where], args.runs_dir, args.jobs)
+    seeds = sorted(set(args.seeds) | recorded_seeds(study))
+    print(report(study, seeds, skipped, centralized(seeds) if args.scale == "learning" else ""))
 
 
 if __name__ == "__main__":

@@ -57,3 +57,20 @@ def test_num_layers_with_random_init_is_rejected_at_validation(tmp_path):
     assert load_config(cfg, ["model.num_layers=3"]).model.num_layers == 3
     with pytest.raises(ConfigError, match="num_layers"):
         load_config(cfg, ["model.num_layers=0"])
+
+
+def test_num_layers_cuts_a_decoder_too(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from fedlora.models.loading import load_causal_lm
+    from tests.conftest import TINY_LLAMA
+
+    options = {k: v for k, v in TINY_LLAMA.items() if k != "model_type"}
+    torch.manual_seed(0)
+    full = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", vocab_size=64, **options))
+    full.save_pretrained(tmp_path)
+    short = load_causal_lm(str(tmp_path), num_layers=1)
+    assert len(short.model.layers) == 1
+    for name, p in short.model.layers[0].state_dict().items():
+        torch.testing.assert_close(p, full.model.layers[0].state_dict()[name], rtol=0, atol=0)
+    torch.testing.assert_close(short.lm_head.weight, full.lm_head.weight, rtol=0, atol=0)

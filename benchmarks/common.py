@@ -17,11 +17,12 @@ def data_dir() -> str:
     return os.environ.get("FEDLORA_DATA_DIR") or str(REPO.parent / "shared" / "data" / "glue")
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    """Lay out, write (creating the folder) and close a matplotlib figure."""
+def save_figure(fig, path: Path, dpi: int = 120, outside: bool = False) -> None:
+    """Lay out, write (creating the folder) and close a matplotlib figure; `outside`: keep artists placed
+    outside the axes (a legend below the panels) in the image."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if outside else None)
     plt.close(fig)

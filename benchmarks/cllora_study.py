@@ -123,20 +123,13 @@ TINY = {
         "training.local_steps=2",
         *TINY_COMMON,
     ),
-    # the tiny random Llama of configs/decoder/tiny_llama.yaml: no download, MiniLM's tokenizer
     "minilm_l3": (
         "model.random_init={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}",
         "task.dev_limit=64",
         "training.local_steps=2",
         *TINY_COMMON,
     ),
-    "minilm_l3_long": (
-        "model.random_init={hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}",
-        "task.dev_limit=64",
-        "training.local_steps=2",
-        *TINY_COMMON,
-        "stop.versions=3",
-    ),
+    # the tiny random Llama of configs/decoder/tiny_llama.yaml: no download, MiniLM's tokenizer
     "smollm2": (
         "task.kind=causal_lm",
         "task.max_length=96",
@@ -149,6 +142,7 @@ TINY = {
         *TINY_COMMON,
     ),
 }
+TINY["minilm_l3_long"] = (*TINY["minilm_l3"], "stop.versions=3")
 STUDY = {"learning": "cllora_mrpc_learning", "cpu": "cllora_mrpc", "tiny": "cllora_mrpc_tiny"}
 LABEL = {
     "minilm": "MiniLM-L6 (22M)",
@@ -178,7 +172,7 @@ def model_sets(model: str, scale: str, threads: int | None) -> tuple[str, ...]:
     elif scale == "learning":
         sets = LEARNING_SMOLLM2 if model == "smollm2" else LEARNING_MINILM + SHALLOW.get(model, ())
     else:
-        sets = SMOLLM2 if model == "smollm2" else (L3 if model == "minilm_l3" else ())  # no long run at cpu
+        sets = SMOLLM2 if model == "smollm2" else SHALLOW.get(model, ())  # minilm_l3_long: skipped at cpu
     return (*sets, *((f"training.threads={threads}",) if threads else ()))  # after `training=`, which replaces
 
 
@@ -363,10 +357,6 @@ def describe(d: dict[int, float]) -> str:
     return f"{statistics.mean(xs):+.4f} ({sum(x > 0 for x in xs)}+ / {sum(x < 0 for x in xs)}- of {len(xs)}; {per})"
 
 
-def paired_cell(ra: dict, rb: dict, key: str) -> str:
-    return describe(skew_cost(ra, rb, key))
-
-
 def paired(data: dict) -> str:
     """Per-seed paired differences of every alpha against alpha 100, per model and skew kind."""
     head = " | ".join(f"Δ {label}" for _, label in PAIRED)
@@ -379,7 +369,7 @@ def paired(data: dict) -> str:
             for a in ALPHAS:
                 if a == REFERENCE or not data.get((m, k, a)):
                     continue
-                cols = " | ".join(paired_cell(data[(m, k, a)], ref, key) for key, _ in PAIRED)
+                cols = " | ".join(describe(skew_cost(data[(m, k, a)], ref, key)) for key, _ in PAIRED)
                 lines.append(f"| {LABEL[m]} | {k} | {a} - {REFERENCE} | {cols} |")
     return "\n".join(lines)
 
